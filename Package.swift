@@ -1,0 +1,60 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "cairn",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "cairn", targets: ["cairn"]),
+        .executable(name: "cairn-keyspace-bench", targets: ["KeyspaceBench"]),
+        .library(name: "CairnMVCC", targets: ["CairnMVCC"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // System libraries (Debian: liblmdb-dev, libzstd-dev).
+        .systemLibrary(
+            name: "CLMDB", path: "Sources/CLMDB", pkgConfig: "lmdb",
+            providers: [.apt(["liblmdb-dev"])]),
+        .systemLibrary(
+            name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd",
+            providers: [.apt(["libzstd-dev"])]),
+
+        // Storage.
+        .target(name: "CairnBackend", swiftSettings: strict),
+        .target(name: "CairnLMDB", dependencies: ["CairnBackend", "CLMDB"], swiftSettings: strict),
+        .target(name: "CairnMVCC", dependencies: ["CairnBackend"], swiftSettings: strict),
+
+        // Executables.
+        .executableTarget(
+            name: "cairn",
+            dependencies: [
+                "CairnMVCC", "CairnLMDB",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .target(name: "KeyspaceCrashWorkload", path: "Tests/KeyspaceCrashWorkload", swiftSettings: strict),
+        .executableTarget(
+            name: "KeyspaceBench",
+            dependencies: [
+                "CairnMVCC", "CairnLMDB", "CairnBackend", "KeyspaceCrashWorkload",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Benchmarks/KeyspaceBench",
+            swiftSettings: strict),
+
+        // Tests.
+        .testTarget(name: "CairnBackendTests", dependencies: ["CairnBackend", "CairnLMDB"], swiftSettings: strict),
+        .testTarget(
+            name: "CairnMVCCTests",
+            dependencies: ["CairnMVCC", "CairnBackend", "CairnLMDB", "KeyspaceCrashWorkload", "KeyspaceBench"],
+            swiftSettings: strict),
+    ]
+)

@@ -1,0 +1,162 @@
+import CairnBackend
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// One revision in a key's history, as the index keeps it.
+struct IndexedRevision: Equatable {
+    var main: Int64
+    var sub: Int32
+    var tombstone: Bool
+
+    var revision: Revision { Revision(main: main, sub: Int64(sub)) }
+}
+
+/// The in-memory history of one user key: every revision the key table still
+/// holds for it, oldest first. A tombstone ends a generation; the next put
+/// starts a new one. etcd keeps the same information as a list of
+/// generations; a flat list with tombstone flags holds it in one allocation.
+struct KeyIndex {
+    var revs: [IndexedRevision]
+    /// Create revision of the live generation (0 when the key is deleted).
+    var createdMain: Int64
+    /// Version of the live generation (0 when the key is deleted).
+    var version: Int64
+    /// Lease attached to the live value (0: none).
+    var lease: Int64
+
+    var isLive: Bool { !(revs.last?.tombstone ?? true) }
+
+    /// The newest revision with `main <= rev` if it is not a tombstone.
+    func visible(at rev: Int64) -> IndexedRevision? {
+        guard let last = revs.last else { return nil }
+        if last.main <= rev { return last.tombstone ? nil : last }
+        // Binary search for the last element with main <= rev.
+        var lo = 0
+        var hi = revs.count
+        while lo < hi {
+            let mid = (lo + hi) >> 1
+            if revs[mid].main <= rev { lo = mid + 1 } else { hi = mid }
+        }
+        guard lo > 0 else { return nil }
+        let r = revs[lo - 1]
+        return r.tombstone ? nil : r
+    }
+
+    /// Drops what a compaction at `rev` removes: every revision older than the
+    /// newest one at or below `rev`, and that one too when it is a tombstone.
+    /// Returns the revision kept at or below `rev`, if any.
+    mutating func compact(at rev: Int64) -> IndexedRevision? {
+        var lo = 0
+        var hi = revs.count
+        while lo < hi {
+            let mid = (lo + hi) >> 1
+            if revs[mid].main <= rev { lo = mid + 1 } else { hi = mid }
+        }
+        guard lo > 0 else { return nil }
+        let newest = revs[lo - 1]
+        if newest.tombstone {
+            revs.removeFirst(lo)
+            return nil
+        }
+        revs.removeFirst(lo - 1)
+        return newest
+    }
+}
+
+/// A reader-writer lock (pthread). Locked and unlocked on the same thread.
+final class ReadWriteLock: @unchecked Sendable {
+    // @unchecked: the pthread lock is itself the synchronization.
+    private let lock: UnsafeMutablePointer<pthread_rwlock_t>
+
+    init() {
+        lock = .allocate(capacity: 1)
+        lock.initialize(to: pthread_rwlock_t())
+        pthread_rwlock_init(lock, nil)
+    }
+
+    deinit {
+        pthread_rwlock_destroy(lock)
+        lock.deallocate()
+    }
+
+    @inline(__always)
+    func withReadLock<R>(_ body: () throws -> R) rethrows -> R {
+        pthread_rwlock_rdlock(lock)
+        defer { pthread_rwlock_unlock(lock) }
+        return try body()
+    }
+
+    @inline(__always)
+    func withWriteLock<R>(_ body: () throws -> R) rethrows -> R {
+        pthread_rwlock_wrlock(lock)
+        defer { pthread_rwlock_unlock(lock) }
+        return try body()
+    }
+}
+
+/// A mutual-exclusion lock (pthread) whose critical section may return any value.
+final class PlainLock: @unchecked Sendable {
+    // @unchecked: the pthread mutex is itself the synchronization.
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+
+    init() {
+        mutex = .allocate(capacity: 1)
+        mutex.initialize(to: pthread_mutex_t())
+        pthread_mutex_init(mutex, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+
+    @inline(__always)
+    func withLock<R>(_ body: () throws -> R) rethrows -> R {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body()
+    }
+}
+
+/// Where a range request's `rangeEnd` puts the end of the range.
+enum RangeBound {
+    /// Only `key`.
+    case single
+    /// Every key >= `key` (`rangeEnd == [0]`).
+    case unbounded
+    /// Keys in `[key, end)`.
+    case before([UInt8])
+
+    init(_ rangeEnd: [UInt8]) {
+        if rangeEnd.isEmpty {
+            self = .single
+        } else if rangeEnd == [0] {
+            self = .unbounded
+        } else {
+            self = .before(rangeEnd)
+        }
+    }
+}
+
+extension SortedByteMap where Value == KeyIndex {
+    /// Visits the index entries of the keys in `[key, bound)` in key order
+    /// until `body` returns false.
+    func visit(_ key: [UInt8], _ bound: RangeBound, _ body: ([UInt8], KeyIndex) throws -> Bool) rethrows {
+        switch bound {
+        case .single:
+            if let i = find(key) { _ = try body(key, value(at: i)) }
+        case .unbounded:
+            try key.withUnsafeBytes { k in try forEach(from: k, to: nil, reverse: false, body) }
+        case .before(let end):
+            // A range end at or below the key selects nothing, as in etcd.
+            guard compareBytes(key, end) < 0 else { return }
+            try key.withUnsafeBytes { k in
+                try end.withUnsafeBytes { e in try forEach(from: k, to: e, reverse: false, body) }
+            }
+        }
+    }
+}

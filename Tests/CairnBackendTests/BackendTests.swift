@@ -1,0 +1,267 @@
+import CairnBackend
+import CairnLMDB
+import Foundation
+import Testing
+
+enum Kind: String, CaseIterable, CustomTestStringConvertible, Sendable {
+    case memory, lmdb
+    var testDescription: String { rawValue }
+}
+
+/// Runs `body` with a fresh backend of each kind (generic, so both share one test body).
+protocol BackendCheck {
+    func run<B: StorageBackend>(_ backend: B) throws
+}
+
+func check(_ kind: Kind, quotaBytes: Int64 = 1 << 30, _ c: some BackendCheck) throws {
+    let config = BackendConfiguration(tables: ["t", "u"], quotaBytes: quotaBytes)
+    switch kind {
+    case .memory:
+        try c.run(MemoryBackend(configuration: config))
+    case .lmdb:
+        let dir = NSTemporaryDirectory() + "cairn-backend-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var options = LMDBBackend.Options()
+        options.initialMapSizeBytes = 1 << 20
+        try c.run(LMDBBackend(path: dir, configuration: config, options: options))
+    }
+}
+
+func k(_ s: String) -> [UInt8] { Array(s.utf8) }
+
+func keys<B: StorageBackend>(_ backend: B, _ t: Table, from: String, to: String?, reverse: Bool) throws -> [String] {
+    try backend.read { tx in
+        var out: [String] = []
+        try tx.scan(t, from: k(from), to: to.map(k), reverse: reverse) { key, _ in
+            out.append(String(decoding: key, as: UTF8.self))
+            return true
+        }
+        return out
+    }
+}
+
+@Suite struct StorageBackendTests {
+    struct PutGetDelete: BackendCheck {
+        func run<B: StorageBackend>(_ b: B) throws {
+            let t = try b.table(named: "t")
+            try b.write { tx in
+                try tx.put(t, k("a"), k("1"))
+                try tx.put(t, k("b"), count: 3) { $0.copyBytes(from: k("two")) }
+            }
+            #expect(try b.read { try $0.get(t, k("a")) } == k("1"))
+            #expect(try b.read { try $0.get(t, k("b")) } == k("two"))
+            #expect(try b.read { tx in try tx.withValue(t, k("b")) { $0?.count } } == 3)
+            #expect(try b.write { tx in try tx.delete(t, k("a")) })
+            #expect(try !b.write { tx in try tx.delete(t, k("a")) })
+            #expect(try b.read { try $0.get(t, k("a")) } == nil)
+            #expect(throws: BackendError.unknownTable("nope")) { try b.table(named: "nope") }
+        }
+    }
+
+    @Test(arguments: Kind.allCases)
+    func putGetDelete(_ kind: Kind) throws { try check(kind, PutGetDelete()) }
+
+    struct TablesAreSeparate: BackendCheck {
+        func run<B: StorageBackend>(_ b: B) throws {
+            let t = try b.table(named: "t")
+            let u = try b.table(named: "u")
+            try b.write { tx in
+                try tx.put(t, k("x"), k("t"))
+                try tx.put(u, k("x"), k("u"))
+            }
+            #expect(try b.read { try $0.get(u, k("x")) } == k("u"))
+            try b.write { tx in try tx.clear(t) }
+            #expect(try b.read { try ($0.count(t), $0.count(u)) } == (0, 1))
+        }
+    }
+
+    @Test(arguments: Kind.allCases)
+    func tablesAreSeparate(_ kind: Kind) throws { try check(kind, TablesAreSeparate()) }
+
+    struct OrderedScans: BackendCheck {
+        func run<B: StorageBackend>(_ b: B) throws {
+            let t = try b.table(named: "t")
+            try b.write { tx in for key in ["d", "a", "c", "b", "ba", "e"] { try tx.put(t, k(key), k(key)) } }
+            #expect(try keys(b, t, from: "b", to: "d", reverse: false) == ["b", "ba", "c"])
+            #expect(try keys(b, t, from: "b", to: "d", reverse: true) == ["c", "ba", "b"])
+            #expect(try keys(b, t, from: "bb", to: nil, reverse: false) == ["c", "d", "e"])
+            #expect(try keys(b, t, from: "a", to: nil, reverse: true) == ["e", "d", "c", "ba", "b", "a"])
+            #expect(try keys(b, t, from: "a", to: "zz", reverse: true).first == "e")
+            #expect(try keys(b, t, from: "x", to: nil, reverse: false).isEmpty)
+            // Stopping early.
+            let firstTwo = try b.read { tx in
+                var n: [String] = []
+                try tx.scan(t, from: k("a"), to: nil, reverse: false) { key, _ in
+                    n.append(String(decoding: key, as: UTF8.self))
+                    return n.count < 2
+                }
+                return n
+            }
+            #expect(firstTwo == ["a", "b"])
+        }
+    }
+
+    @Test(arguments: Kind.allCases)
+    func orderedScansForwardAndBackward(_ kind: Kind) throws { try check(kind, OrderedScans()) }
+
+    struct ReadersSeeSnapshots: BackendCheck {
+        func run<B: StorageBackend>(_ b: B) throws {
+            let t = try b.table(named: "t")
+            try b.write { tx in try tx.put(t, k("v"), k("1")) }
+            let old = try b.beginRead()
+            try b.write { tx in try tx.put(t, k("v"), k("2")) }
+            #expect(try old.get(t, k("v")) == k("1"), "an open reader keeps its snapshot")
+            #expect(try b.read { try $0.get(t, k("v")) } == k("2"))
+            old.close()
+            #expect(throws: BackendError.transactionClosed) { try old.get(t, k("v")) }
+        }
+    }
+
+    @Test(arguments: Kind.allCases)
+    func readersSeeConsistentSnapshots(_ kind: Kind) throws { try check(kind, ReadersSeeSnapshots()) }
+
+    struct ThrowingWriteLeavesNothing: BackendCheck {
+        struct Boom: Error {}
+        func run<B: StorageBackend>(_ b: B) throws {
+            let t = try b.table(named: "t")
+            try b.write { tx in try tx.put(t, k("keep"), k("1")) }
+            #expect(throws: Boom.self) {
+                try b.write { tx in
+                    try tx.put(t, k("keep"), k("2"))
+                    try tx.put(t, k("new"), k("x"))
+                    throw Boom()
+                }
+            }
+            #expect(try b.read { try $0.get(t, k("keep")) } == k("1"))
+            #expect(try b.read { try $0.get(t, k("new")) } == nil)
+        }
+    }
+
+    @Test(arguments: Kind.allCases)
+    func aThrowingWriteLeavesNothing(_ kind: Kind) throws { try check(kind, ThrowingWriteLeavesNothing()) }
+
+    struct ConcurrentReadersAndOneWriter: BackendCheck {
+        func run<B: StorageBackend>(_ b: B) throws {
+            let t = try b.table(named: "t")
+            // Invariant kept by every commit: "a" and "b" hold the same number.
+            try b.write { tx in
+                try tx.put(t, k("a"), k("0"))
+                try tx.put(t, k("b"), k("0"))
+            }
+            let torn = ManagedAtomicCounter()
+            DispatchQueue.concurrentPerform(iterations: 5) { worker in
+                if worker == 0 {
+                    for i in 1...300 {
+                        try? b.write { tx in
+                            try tx.put(t, k("a"), k("\(i)"))
+                            try tx.put(t, k("b"), k("\(i)"))
+                        }
+                    }
+                } else {
+                    for _ in 0..<600 {
+                        let pair = try? b.read { tx in (try tx.get(t, k("a")), try tx.get(t, k("b"))) }
+                        if let pair, pair.0 != pair.1 { torn.increment() }
+                    }
+                }
+            }
+            #expect(torn.value == 0, "a reader saw half a transaction")
+            #expect(try b.read { try $0.get(t, k("a")) } == k("300"))
+        }
+    }
+
+    @Test(arguments: Kind.allCases)
+    func concurrentReadersNeverSeeHalfATransaction(_ kind: Kind) throws { try check(kind, ConcurrentReadersAndOneWriter()) }
+
+    struct ReaderMovesBetweenThreads: BackendCheck {
+        func run<B: StorageBackend>(_ b: B) throws {
+            let t = try b.table(named: "t")
+            try b.write { tx in try tx.put(t, k("x"), k("1")) }
+            let tx = try b.beginRead()
+            let box = UncheckedBox(tx)
+            let done = DispatchSemaphore(value: 0)
+            let result = UncheckedBox<[UInt8]?>(nil)
+            Thread {
+                result.value = try? box.value.get(t, k("x"))
+                box.value.close()
+                done.signal()
+            }.start()
+            done.wait()
+            #expect(result.value == k("1"))
+        }
+    }
+
+    @Test(arguments: Kind.allCases)
+    func aReaderMayMoveBetweenThreads(_ kind: Kind) throws { try check(kind, ReaderMovesBetweenThreads()) }
+
+    struct StatsCount: BackendCheck {
+        func run<B: StorageBackend>(_ b: B) throws {
+            let t = try b.table(named: "t")
+            try b.write { tx in for i in 0..<100 { try tx.put(t, k("key\(i)"), [UInt8](repeating: 1, count: 100)) } }
+            let s = try b.stats()
+            #expect(s.entriesByTable["t"] == 100 && s.entriesByTable["u"] == 0)
+            #expect(s.sizeInUseBytes >= 100 * 100 && s.sizeBytes >= s.sizeInUseBytes / 2)
+        }
+    }
+
+    @Test(arguments: Kind.allCases)
+    func statsCountEntriesAndBytes(_ kind: Kind) throws { try check(kind, StatsCount()) }
+
+    struct QuotaStopsWrites: BackendCheck {
+        func run<B: StorageBackend>(_ b: B) throws {
+            let t = try b.table(named: "t")
+            var failed: BackendError?
+            for i in 0..<1000 {
+                do {
+                    try b.write { tx in try tx.put(t, k("q\(i)"), [UInt8](repeating: 9, count: 32 * 1024)) }
+                } catch let e as BackendError {
+                    failed = e
+                    break
+                }
+            }
+            guard case .quotaExceeded = failed else {
+                Issue.record("expected quotaExceeded, got \(String(describing: failed))")
+                return
+            }
+            // What was committed is intact.
+            #expect(try b.read { try $0.get(t, k("q0")) }?.count == 32 * 1024)
+        }
+    }
+
+    @Test(arguments: Kind.allCases)
+    func theQuotaStopsWritesWithATypedError(_ kind: Kind) throws {
+        try check(kind, quotaBytes: 4 << 20, QuotaStopsWrites())
+    }
+
+    @Test func lmdbReopensWithItsData() throws {
+        let dir = NSTemporaryDirectory() + "cairn-backend-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let config = BackendConfiguration(tables: ["t"])
+        do {
+            let b = try LMDBBackend(path: dir, configuration: config)
+            let t = try b.table(named: "t")
+            try b.write { tx in try tx.put(t, k("persist"), k("yes")) }
+        }
+        let b = try LMDBBackend(path: dir, configuration: config)
+        #expect(try b.read { try $0.get(b.table(named: "t"), k("persist")) } == k("yes"))
+    }
+
+    @Test func lmdbRefusesAFileThatIsNotLMDB() throws {
+        let dir = NSTemporaryDirectory() + "cairn-backend-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try Data(repeating: 0x41, count: 8192).write(to: URL(fileURLWithPath: dir + "/data.mdb"))
+        #expect(throws: BackendError.self) { try LMDBBackend(path: dir, configuration: BackendConfiguration(tables: ["t"])) }
+    }
+}
+
+final class ManagedAtomicCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var n = 0
+    func increment() { lock.lock(); n += 1; lock.unlock() }
+    var value: Int { lock.lock(); defer { lock.unlock() }; return n }
+}
+
+final class UncheckedBox<T>: @unchecked Sendable {
+    var value: T
+    init(_ v: T) { value = v }
+}

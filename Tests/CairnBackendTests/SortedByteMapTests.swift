@@ -1,0 +1,49 @@
+import CairnBackend
+import Testing
+
+@Suite struct SortedByteMapTests {
+    @Test func matchesADictionaryUnderRandomInsertsAndRemovals() {
+        var map = SortedByteMap<Int>()
+        var model: [[UInt8]: Int] = [:]
+        var g = SystemRandomNumberGenerator()
+        for i in 0..<20_000 {
+            let key = [UInt8]("\(Int.random(in: 0..<3000, using: &g))".utf8)
+            if Bool.random(using: &g) || i < 5000 {
+                #expect(map.updateValue(i, forKey: key) == model.updateValue(i, forKey: key))
+            } else {
+                #expect(map.removeValue(forKey: key) == model.removeValue(forKey: key))
+            }
+        }
+        #expect(map.count == model.count)
+        var seen: [[UInt8]] = []
+        map.forEach(from: UnsafeRawBufferPointer(start: nil, count: 0), to: nil, reverse: false) { k, v in
+            #expect(model[k] == v)
+            seen.append(k)
+            return true
+        }
+        #expect(seen == model.keys.sorted { compareBytes($0, $1) < 0 })
+        var reversed: [[UInt8]] = []
+        map.forEach(from: UnsafeRawBufferPointer(start: nil, count: 0), to: nil, reverse: true) { k, _ in
+            reversed.append(k)
+            return true
+        }
+        #expect(reversed == seen.reversed())
+    }
+
+    @Test func updateOrRemoveAllFiltersInPlace() {
+        var map = SortedByteMap<Int>()
+        for i in 0..<2000 { map.updateValue(i, forKey: [UInt8]("\(i)".utf8)) }
+        map.updateOrRemoveAll { _, v in
+            v *= 2
+            return v % 3 == 0
+        }
+        #expect(map.count == (0..<2000).filter { ($0 * 2) % 3 == 0 }.count)
+        #expect(map[[UInt8]("3".utf8)] == 6 && map[[UInt8]("4".utf8)] == nil)
+    }
+
+    @Test func compareBytesOrdersPrefixesFirst() {
+        #expect(compareBytes([1, 2], [1, 2, 0]) < 0)
+        #expect(compareBytes([2], [1, 255]) > 0)
+        #expect(compareBytes([], []) == 0)
+    }
+}
