@@ -57,11 +57,11 @@ struct Run: ParsableCommand {
             let data = try JSONSerialization.data(withJSONObject: results, options: [.prettyPrinted, .sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         } else {
-            print("| backend | workload | ops | ops/s | p50 µs | p99 µs | note |")
-            print("|---|---|---:|---:|---:|---:|---|")
+            print("| backend | workload | ops | ops/s (wall) | ops per CPU-second | p50 µs | p99 µs | note |")
+            print("|---|---|---:|---:|---:|---:|---:|---|")
             for r in results {
                 print(
-                    "| \(r["backend"]!) | \(r["workload"]!) | \(r["ops"]!) | \(r["opsPerSecond"]!) | \(r["p50us"] ?? "") | \(r["p99us"] ?? "") | \(r["note"] ?? "") |"
+                    "| \(r["backend"]!) | \(r["workload"]!) | \(r["ops"]!) | \(r["opsPerSecond"]!) | \(r["opsPerCPUSecond"] ?? "") | \(r["p50us"] ?? "") | \(r["p99us"] ?? "") | \(r["note"] ?? "") |"
                 )
             }
         }
@@ -91,6 +91,7 @@ struct Run: ParsableCommand {
         var batchLatencies: [Double] = []
         batchLatencies.reserveCapacity(puts / batchSize + 1)
         let start = now()
+        let startCPU = cpuSeconds()
         var i = 0
         var applied: UInt64 = 0
         while i < puts {
@@ -108,7 +109,8 @@ struct Run: ParsableCommand {
         out.append(
             row(
                 kind, "put (batch \(batchSize), \(keySizeBytes) B keys, \(valueSizeBytes) B values)", puts, putSeconds,
-                batchLatencies.map { $0 / Double(batchSize) }, note: "latency per put, amortized over its batch"))
+                batchLatencies.map { $0 / Double(batchSize) }, cpu: cpuSeconds() - startCPU,
+                note: "latency per put, amortized over its batch"))
 
         // Disk per revision.
         let stats = try ks.backend.stats()
@@ -126,6 +128,7 @@ struct Run: ParsableCommand {
         var readLatencies: [Double] = []
         readLatencies.reserveCapacity(reads)
         let rstart = now()
+        let rstartCPU = cpuSeconds()
         for r in 0..<reads {
             let k = key(order[r % puts])
             let t0 = now()
@@ -133,11 +136,13 @@ struct Run: ParsableCommand {
             readLatencies.append(now() - t0)
             if resp.kvs.count != 1 { throw ValidationError("key \(k) missing") }
         }
-        out.append(row(kind, "range, single key, 1 thread", reads, now() - rstart, readLatencies))
+        out.append(
+            row(kind, "range, single key, 1 thread", reads, now() - rstart, readLatencies, cpu: cpuSeconds() - rstartCPU))
 
         // Txns: compare the version, then two puts; batched like puts.
         var txnLatencies: [Double] = []
         let tstart = now()
+        let tstartCPU = cpuSeconds()
         i = 0
         while i < txns {
             let n = min(batchSize, txns - i)
@@ -158,26 +163,30 @@ struct Run: ParsableCommand {
         out.append(
             row(
                 kind, "txn (1 compare + 2 puts, batch \(batchSize))", txns, now() - tstart,
-                txnLatencies.map { $0 / Double(batchSize) }, note: "latency per txn, amortized over its batch"))
+                txnLatencies.map { $0 / Double(batchSize) }, cpu: cpuSeconds() - tstartCPU,
+                note: "latency per txn, amortized over its batch"))
 
         // Compaction of everything superseded so far.
         let revisionsBefore = ks.revision
         let cstart = now()
+        let cstartCPU = cpuSeconds()
         try ks.compact(ks.revision)
         let cseconds = now() - cstart
         out.append(
             row(
                 kind, "compact at current revision", Int(revisionsBefore - 1), cseconds, [],
-                note: "ops = revisions scanned; superseded ones removed"))
+                cpu: cpuSeconds() - cstartCPU, note: "ops = revisions scanned; superseded ones removed"))
         return out
     }
 
-    func row(_ kind: String, _ workload: String, _ ops: Int, _ seconds: Double, _ latencies: [Double], note: String = "")
-        -> [String: String]
-    {
+    func row(
+        _ kind: String, _ workload: String, _ ops: Int, _ seconds: Double, _ latencies: [Double], cpu: Double,
+        note: String = ""
+    ) -> [String: String] {
         var r: [String: String] = [
             "backend": kind, "workload": workload, "ops": "\(ops)",
-            "opsPerSecond": "\(Int(Double(ops) / seconds))", "note": note,
+            "opsPerSecond": "\(Int(Double(ops) / seconds))", "opsPerCPUSecond": "\(Int(Double(ops) / cpu))",
+            "note": note,
         ]
         if !latencies.isEmpty {
             let sorted = latencies.sorted()
@@ -186,6 +195,13 @@ struct Run: ParsableCommand {
         }
         return r
     }
+}
+
+/// CPU seconds (user + system) this process has used.
+func cpuSeconds() -> Double {
+    var u = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &u)
+    return Double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + Double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6
 }
 
 func now() -> Double {

@@ -34,9 +34,13 @@ public struct SortedByteMap<Value> {
     struct Chunk {
         @usableFromInline var keys: [[UInt8]]
         @usableFromInline var values: [Value]
+        /// The first 8 bytes of each key, big-endian, zero-padded: most
+        /// comparisons end here without touching the key's storage.
+        @usableFromInline var prefixes: [UInt64]
         @inlinable init(keys: [[UInt8]], values: [Value]) {
             self.keys = keys
             self.values = values
+            self.prefixes = keys.map { k in k.withUnsafeBytes { bytePrefix($0) } }
         }
     }
 
@@ -56,6 +60,22 @@ public struct SortedByteMap<Value> {
     @usableFromInline var chunks: [Chunk] = []
     /// The last key of each chunk, for the outer binary search.
     @usableFromInline var lastKeys: [[UInt8]] = []
+    @usableFromInline var lastPrefixes: [UInt64] = []
+
+    @inlinable mutating func setLast(_ c: Int, _ key: [UInt8]) {
+        lastKeys[c] = key
+        lastPrefixes[c] = key.withUnsafeBytes { bytePrefix($0) }
+    }
+
+    @inlinable mutating func insertLast(_ key: [UInt8], at c: Int) {
+        lastKeys.insert(key, at: c)
+        lastPrefixes.insert(key.withUnsafeBytes { bytePrefix($0) }, at: c)
+    }
+
+    @inlinable mutating func removeLast(at c: Int) {
+        lastKeys.remove(at: c)
+        lastPrefixes.remove(at: c)
+    }
     @usableFromInline var _count: Int = 0
     public var count: Int { _count }
 
@@ -69,27 +89,14 @@ public struct SortedByteMap<Value> {
     /// The first chunk whose last key is >= key (chunks.count when none).
     @inlinable
     func chunkFor(_ key: UnsafeRawBufferPointer) -> Int {
-        var lo = 0
-        var hi = lastKeys.count
-        while lo < hi {
-            let mid = (lo &+ hi) >> 1
-            let c = lastKeys[mid].withUnsafeBytes { compareBytes($0, key) }
-            if c < 0 { lo = mid &+ 1 } else { hi = mid }
-        }
-        return lo
+        searchFirstNotLess(lastKeys, lastPrefixes, key)
     }
 
     /// The first offset in `chunk` whose key is >= key, and whether it equals key.
     @inlinable
     func offsetIn(_ chunk: Int, _ key: UnsafeRawBufferPointer) -> (Int, Bool) {
         let keys = chunks[chunk].keys
-        var lo = 0
-        var hi = keys.count
-        while lo < hi {
-            let mid = (lo &+ hi) >> 1
-            let c = keys[mid].withUnsafeBytes { compareBytes($0, key) }
-            if c < 0 { lo = mid &+ 1 } else { hi = mid }
-        }
+        let lo = searchFirstNotLess(keys, chunks[chunk].prefixes, key)
         let found = lo < keys.count && keys[lo].withUnsafeBytes { compareBytes($0, key) } == 0
         return (lo, found)
     }
@@ -163,7 +170,7 @@ public struct SortedByteMap<Value> {
     public mutating func updateValue(_ value: Value, forKey key: [UInt8]) -> Value? {
         if chunks.isEmpty {
             chunks.append(Chunk(keys: [key], values: [value]))
-            lastKeys.append(key)
+            insertLast(key, at: 0)
             _count = 1
             return nil
         }
@@ -173,7 +180,8 @@ public struct SortedByteMap<Value> {
             c = chunks.count - 1
             chunks[c].keys.append(key)
             chunks[c].values.append(value)
-            lastKeys[c] = key
+            chunks[c].prefixes.append(key.withUnsafeBytes { bytePrefix($0) })
+            setLast(c, key)
             _count += 1
             splitIfNeeded(c)
             return nil
@@ -186,6 +194,7 @@ public struct SortedByteMap<Value> {
         }
         chunks[c].keys.insert(key, at: o)
         chunks[c].values.insert(value, at: o)
+        chunks[c].prefixes.insert(key.withUnsafeBytes { bytePrefix($0) }, at: o)
         _count += 1
         splitIfNeeded(c)
         return nil
@@ -199,9 +208,10 @@ public struct SortedByteMap<Value> {
         let right = Chunk(keys: Array(chunks[c].keys[half...]), values: Array(chunks[c].values[half...]))
         chunks[c].keys.removeSubrange(half...)
         chunks[c].values.removeSubrange(half...)
+        chunks[c].prefixes.removeSubrange(half...)
         chunks.insert(right, at: c + 1)
-        lastKeys[c] = chunks[c].keys[half - 1]
-        lastKeys.insert(right.keys[right.keys.count - 1], at: c + 1)
+        setLast(c, chunks[c].keys[half - 1])
+        insertLast(right.keys[right.keys.count - 1], at: c + 1)
     }
 
     /// Removes the entry at `i`.
@@ -210,12 +220,13 @@ public struct SortedByteMap<Value> {
     public mutating func remove(at i: Index) -> Value {
         let v = chunks[i.chunk].values.remove(at: i.offset)
         chunks[i.chunk].keys.remove(at: i.offset)
+        chunks[i.chunk].prefixes.remove(at: i.offset)
         _count -= 1
         if chunks[i.chunk].keys.isEmpty {
             chunks.remove(at: i.chunk)
-            lastKeys.remove(at: i.chunk)
+            removeLast(at: i.chunk)
         } else if i.offset == chunks[i.chunk].keys.count {
-            lastKeys[i.chunk] = chunks[i.chunk].keys[i.offset - 1]
+            setLast(i.chunk, chunks[i.chunk].keys[i.offset - 1])
         }
         return v
     }
@@ -235,7 +246,7 @@ public struct SortedByteMap<Value> {
             var keys: [[UInt8]] = []
             var values: [Value] = []
             var chunk = chunks[c]
-            chunks[c] = Chunk(keys: [], values: [])  // keep `chunk` uniquely referenced
+            chunks[c] = Chunk(keys: [], values: [])  // keeps `chunk` uniquely referenced
             keys.reserveCapacity(chunk.keys.count)
             values.reserveCapacity(chunk.keys.count)
             for j in 0..<chunk.keys.count {
@@ -247,9 +258,9 @@ public struct SortedByteMap<Value> {
             _count -= chunk.keys.count - keys.count
             if keys.isEmpty {
                 chunks.remove(at: c)
-                lastKeys.remove(at: c)
+                removeLast(at: c)
             } else {
-                lastKeys[c] = keys[keys.count - 1]
+                setLast(c, keys[keys.count - 1])
                 chunks[c] = Chunk(keys: keys, values: values)
                 c += 1
             }
@@ -259,6 +270,7 @@ public struct SortedByteMap<Value> {
     public mutating func removeAll() {
         chunks = []
         lastKeys = []
+        lastPrefixes = []
         _count = 0
     }
 
@@ -288,6 +300,37 @@ public struct SortedByteMap<Value> {
             }
         }
     }
+}
+
+/// The first 8 bytes of `b`, big-endian, zero-padded.
+@inlinable
+public func bytePrefix(_ b: UnsafeRawBufferPointer) -> UInt64 {
+    if b.count >= 8 { return UInt64(bigEndian: b.loadUnaligned(as: UInt64.self)) }
+    var v: UInt64 = 0
+    for i in 0..<8 { v = v << 8 | (i < b.count ? UInt64(b[i]) : 0) }
+    return v
+}
+
+/// Binary search over sorted `keys` (with their `prefixes`) for the first
+/// position whose key is >= `key`.
+@inlinable
+func searchFirstNotLess(_ keys: [[UInt8]], _ prefixes: [UInt64], _ key: UnsafeRawBufferPointer) -> Int {
+    let p = bytePrefix(key)
+    var lo = 0
+    var hi = prefixes.count
+    while lo < hi {
+        let mid = (lo &+ hi) >> 1
+        let q = prefixes[mid]
+        let less = q != p ? q < p : compareBytes(keys[mid], key) < 0
+        if less { lo = mid &+ 1 } else { hi = mid }
+    }
+    return lo
+}
+
+/// Compares a byte array with a byte view in memcmp order.
+@inlinable
+func compareBytes(_ a: [UInt8], _ b: UnsafeRawBufferPointer) -> Int {
+    a.withUnsafeBytes { compareBytes($0, b) }
 }
 
 extension SortedByteMap: Sendable where Value: Sendable {}

@@ -42,8 +42,13 @@ public final class Keyspace<Backend: StorageBackend>: @unchecked Sendable {
     var leases: [Int64: LeaseState] = [:]
     var compactRev: Int64 = 0
 
-    private let committedRev = Atomic<Int64>(1)
-    private let appliedIndexValue = Atomic<UInt64>(0)
+    /// Published counters. Boxed in a class: a throwing init holding
+    /// `Atomic`s directly trips a Swift 6.3 optimizer crash under CMO.
+    private final class Published: Sendable {
+        let committedRev = Atomic<Int64>(1)
+        let appliedIndex = Atomic<UInt64>(0)
+    }
+    private let published = Published()
     private let writer = PlainLock()
 
     /// Most operations in one txn branch (etcd's `--max-txn-ops`).
@@ -64,22 +69,26 @@ public final class Keyspace<Backend: StorageBackend>: @unchecked Sendable {
         keyTable = try backend.table(named: "key")
         metaTable = try backend.table(named: "meta")
         leaseTable = try backend.table(named: "lease")
-        let pending = try rebuild()
-        if let (rev, keep) = pending {
-            try removeCompacted(upTo: rev, keeping: keep)
+        try finishOpening()
+    }
+
+    @inline(never)  // inlined into init, this trips a Swift 6.3 optimizer crash (CopyPropagation) under CMO
+    private func finishOpening() throws {
+        if let pending = try rebuild() {
+            try removeCompacted(upTo: pending.0, keeping: pending.1)
         }
     }
 
     // MARK: Published state
 
     /// The revision of the last committed change (1 for an empty keyspace).
-    public var revision: Int64 { committedRev.load(ordering: .acquiring) }
+    public var revision: Int64 { published.committedRev.load(ordering: .acquiring) }
 
     /// The revision of the last compaction (0 when never compacted).
     public var compactedRevision: Int64 { lock.withReadLock { compactRev } }
 
     /// The Raft index of the last applied entry recorded with `setAppliedIndex`.
-    public var appliedIndex: UInt64 { appliedIndexValue.load(ordering: .acquiring) }
+    public var appliedIndex: UInt64 { published.appliedIndex.load(ordering: .acquiring) }
 
     /// Number of keys live at the current revision.
     public var keyCount: Int {
@@ -98,6 +107,7 @@ public final class Keyspace<Backend: StorageBackend>: @unchecked Sendable {
 
     /// Reads the whole `key` table into the index; returns a compaction that
     /// was scheduled but not finished.
+    @inline(never)  // inlined into init, it trips a Swift 6.3 optimizer crash (CopyPropagation) under CMO
     private func rebuild() throws -> (Int64, Set<Revision>)? {
         var maxRev: Int64 = 1
         var map = SortedByteMap<KeyIndex>()
@@ -170,8 +180,8 @@ public final class Keyspace<Backend: StorageBackend>: @unchecked Sendable {
             leases = leaseMap
             compactRev = scheduled
         }
-        committedRev.store(maxRev, ordering: .releasing)
-        appliedIndexValue.store(applied, ordering: .releasing)
+        published.committedRev.store(maxRev, ordering: .releasing)
+        published.appliedIndex.store(applied, ordering: .releasing)
         return pending
     }
 
@@ -359,8 +369,8 @@ public final class Keyspace<Backend: StorageBackend>: @unchecked Sendable {
                 throw error
             }
             let w = attempt!
-            committedRev.store(w.currentRevision, ordering: .releasing)
-            if let applied = w.appliedIndex { appliedIndexValue.store(applied, ordering: .releasing) }
+            published.committedRev.store(w.currentRevision, ordering: .releasing)
+            if let applied = w.appliedIndex { published.appliedIndex.store(applied, ordering: .releasing) }
             if let (rev, keep) = w.scheduledCompaction {
                 try removeCompacted(upTo: rev, keeping: keep)
             }
