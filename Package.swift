@@ -19,6 +19,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.28.0"),
     ],
     targets: [
         // System libraries (Debian: liblmdb-dev, libzstd-dev).
@@ -28,6 +29,12 @@ let package = Package(
         .systemLibrary(
             name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd",
             providers: [.apt(["libzstd-dev"])]),
+
+        // etcd's wire types, generated from Sources/CairnProto/proto (scripts/generate-proto.sh).
+        .target(
+            name: "CairnProto",
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            exclude: ["proto"]),
 
         // Storage.
         .target(name: "CairnBackend", swiftSettings: strict),
@@ -57,7 +64,9 @@ let package = Package(
         .testTarget(name: "CairnBackendTests", dependencies: ["CairnBackend", "CairnLMDB"], swiftSettings: strict),
         .testTarget(
             name: "CairnMVCCTests",
-            dependencies: ["CairnMVCC", "CairnBackend", "CairnLMDB", "KeyspaceCrashWorkload", "KeyspaceBench"],
+            dependencies: [
+                "CairnMVCC", "CairnBackend", "CairnLMDB", "CairnProto", "KeyspaceCrashWorkload", "KeyspaceBench",
+            ],
             swiftSettings: strict),
     ]
 )
