@@ -67,18 +67,28 @@ struct Run: ParsableCommand {
         }
     }
 
-    func key(_ i: Int) -> [UInt8] {
-        // Fixed-size keys: the index in big-endian, padded or cut to keySizeBytes.
-        var k = [UInt8](repeating: UInt8(ascii: "k"), count: keySizeBytes)
-        var x = UInt64(i)
-        var j = keySizeBytes - 1
-        while j >= 0 && x > 0 {
-            k[j] = UInt8(truncatingIfNeeded: x)
-            x >>= 8
-            j -= 1
-        }
-        return k
+    func key(_ i: Int) -> [UInt8] { makeKey(i, size: keySizeBytes) }
+
+    func measure<B: StorageBackend>(_ kind: String, _ ks: Keyspace<B>, path: String?) throws -> [[String: String]] {
+        // Options are read once: their property-wrapper getters are slow in a loop.
+        let size = keySizeBytes
+        return try Workloads(
+            puts: puts, batchSize: batchSize, keySizeBytes: size, valueSizeBytes: valueSizeBytes, reads: reads,
+            txns: txns
+        ).measure(kind, ks, path: path)
     }
+}
+
+/// The timed workloads, with every option as a plain value.
+struct Workloads {
+    let puts: Int
+    let batchSize: Int
+    let keySizeBytes: Int
+    let valueSizeBytes: Int
+    let reads: Int
+    let txns: Int
+
+    func key(_ i: Int) -> [UInt8] { makeKey(i, size: keySizeBytes) }
 
     func measure<B: StorageBackend>(_ kind: String, _ ks: Keyspace<B>, path: String?) throws -> [[String: String]] {
         var out: [[String: String]] = []
@@ -195,6 +205,19 @@ struct Run: ParsableCommand {
         }
         return r
     }
+}
+
+/// A fixed-size key: the index in big-endian, padded with "k" or cut to `size`.
+func makeKey(_ i: Int, size: Int) -> [UInt8] {
+    var k = [UInt8](repeating: UInt8(ascii: "k"), count: size)
+    var x = UInt64(i)
+    var j = size - 1
+    while j >= 0 && x > 0 {
+        k[j] = UInt8(truncatingIfNeeded: x)
+        x >>= 8
+        j -= 1
+    }
+    return k
 }
 
 /// CPU seconds (user + system) this process has used.
