@@ -39,7 +39,10 @@ let package = Package(
         // Storage.
         .target(name: "CairnBackend", swiftSettings: strict),
         .target(name: "CairnLMDB", dependencies: ["CairnBackend", "CLMDB"], swiftSettings: strict),
-        .target(name: "CairnMVCC", dependencies: ["CairnBackend"], swiftSettings: strict),
+        .target(
+            name: "CairnMVCC",
+            dependencies: ["CairnBackend", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
 
         // Executables.
         .executableTarget(

@@ -1,4 +1,5 @@
 import CairnBackend
+import Logging
 import Synchronization
 
 /// etcd's multi-version keyspace over a storage backend.
@@ -40,7 +41,8 @@ public final class Keyspace<Backend: StorageBackend>: @unchecked Sendable {
     let lock = ReadWriteLock()
     var index = SortedByteMap<KeyIndex>()
     var leases: [Int64: LeaseState] = [:]
-    var compactRev: Int64 = 0
+    /// Reads below this revision fail; -1 until the first compaction, as in etcd.
+    var compactRev: Int64 = -1
 
     /// Published counters. Boxed in a class: a throwing init holding
     /// `Atomic`s directly trips a Swift 6.3 optimizer crash under CMO.
@@ -50,6 +52,9 @@ public final class Keyspace<Backend: StorageBackend>: @unchecked Sendable {
     }
     private let published = Published()
     private let writer = PlainLock()
+
+    let logger: Logger
+    private let compactionFailure = Mutex<String?>(nil)
 
     /// Most operations in one txn branch (etcd's `--max-txn-ops`).
     public let maxTxnOps: Int
@@ -62,8 +67,12 @@ public final class Keyspace<Backend: StorageBackend>: @unchecked Sendable {
 
     /// Opens the keyspace stored in `backend`, rebuilding the index, and
     /// finishing a compaction that a crash interrupted.
-    public init(backend: Backend, maxTxnOps: Int = 128, compactionBatchSize: Int = 10_000) throws {
+    public init(
+        backend: Backend, maxTxnOps: Int = 128, compactionBatchSize: Int = 10_000,
+        logger: Logger = Logger(label: "cairn.keyspace", factory: { _ in SwiftLogNoOpLogHandler() })
+    ) throws {
         self.backend = backend
+        self.logger = logger
         self.maxTxnOps = maxTxnOps
         self.compactionBatchSize = compactionBatchSize
         keyTable = try backend.table(named: "key")
@@ -85,7 +94,7 @@ public final class Keyspace<Backend: StorageBackend>: @unchecked Sendable {
     public var revision: Int64 { published.committedRev.load(ordering: .acquiring) }
 
     /// The revision of the last compaction (0 when never compacted).
-    public var compactedRevision: Int64 { lock.withReadLock { compactRev } }
+    public var compactedRevision: Int64 { lock.withReadLock { max(compactRev, 0) } }
 
     /// The Raft index of the last applied entry recorded with `setAppliedIndex`.
     public var appliedIndex: UInt64 { published.appliedIndex.load(ordering: .acquiring) }
@@ -111,8 +120,8 @@ public final class Keyspace<Backend: StorageBackend>: @unchecked Sendable {
     private func rebuild() throws -> (Int64, Set<Revision>)? {
         var maxRev: Int64 = 1
         var map = SortedByteMap<KeyIndex>()
-        var scheduled: Int64 = 0
-        var finished: Int64 = 0
+        var scheduled: Int64 = -1
+        var finished: Int64 = -1
         var leaseMap: [Int64: LeaseState] = [:]
         var applied: UInt64 = 0
         try backend.read { tx in
@@ -170,7 +179,7 @@ public final class Keyspace<Backend: StorageBackend>: @unchecked Sendable {
         // never goes below the compaction point.
         maxRev = max(maxRev, scheduled)
         var pending: (Int64, Set<Revision>)?
-        if scheduled > 0 {
+        if scheduled >= 0 {
             var keep = Set<Revision>()
             map.compactAll(at: scheduled) { r in keep.insert(r.revision) }
             if scheduled != finished { pending = (scheduled, keep) }
@@ -206,7 +215,7 @@ public final class Keyspace<Backend: StorageBackend>: @unchecked Sendable {
     /// Range over the index at `current` (the newest revision the reader may
     /// see), values read through `tx`.
     func rangeKeys<T: BackendReadTransaction>(
-        _ tx: T, _ r: RangeRequest, current: Int64
+        _ tx: T, _ r: RangeRequest, current: Int64, compactFloor: Int64? = nil
     ) throws(KeyspaceError) -> RangeResponse {
         let rev = r.revision <= 0 ? current : r.revision
         if rev > current { throw .futureRevision }
@@ -216,11 +225,11 @@ public final class Keyspace<Backend: StorageBackend>: @unchecked Sendable {
             || r.maxCreateRevision != 0
         // Without sorting or filtering, fetch one more than the limit to know
         // whether more exist; otherwise fetch everything and cut afterwards.
-        let fetchLimit = (filtered || r.limit <= 0) ? Int.max : Int(r.limit) + 1
+        let fetchLimit = (filtered || r.limit <= 0 || r.limit >= Int64(Int.max)) ? Int.max : Int(r.limit) + 1
         var hits: [IndexedRevision] = []
         var count: Int64 = 0
         let compacted: Bool = lock.withReadLock {
-            if rev < compactRev { return true }
+            if rev < (compactFloor ?? compactRev) { return true }
             index.visit(r.key, RangeBound(r.rangeEnd)) { _, ki in
                 if let v = ki.visible(at: rev) {
                     count += 1
@@ -233,12 +242,14 @@ public final class Keyspace<Backend: StorageBackend>: @unchecked Sendable {
         if compacted { throw .compacted }
         if r.countOnly { return RangeResponse(revision: current, kvs: [], more: false, count: count) }
 
+        // Values are needed to sort by them even when they are not returned.
+        let withValues = !r.keysOnly || r.sortTarget == .value
         var kvs: [KeyValue] = []
         kvs.reserveCapacity(hits.count)
         do {
             for h in hits {
                 let kv: KeyValue? = try tx.withValue(keyTable, Codec.revisionKey(h.revision)) { b in
-                    b.flatMap { Codec.decodeKeyValue($0, withValue: !r.keysOnly) }
+                    b.flatMap { Codec.decodeKeyValue($0, withValue: withValues) }
                 }
                 guard let kv else { throw KeyspaceError.corrupt("revision \(h.revision) is in the index but not readable") }
                 kvs.append(kv)
@@ -271,9 +282,12 @@ public final class Keyspace<Backend: StorageBackend>: @unchecked Sendable {
             }
         }
         var more = false
-        if r.limit > 0 && kvs.count > Int(r.limit) {
+        if r.limit > 0 && Int64(kvs.count) > r.limit {
             kvs.removeSubrange(Int(r.limit)...)
             more = true
+        }
+        if r.keysOnly && withValues {
+            for i in kvs.indices { kvs[i].value = [] }
         }
         return RangeResponse(revision: current, kvs: kvs, more: more, count: count)
     }
@@ -285,6 +299,7 @@ public final class Keyspace<Backend: StorageBackend>: @unchecked Sendable {
     public func events(
         from: Int64, to: Int64? = nil, key: [UInt8]? = nil, rangeEnd: [UInt8] = [], maxEvents: Int = 10_000
     ) throws(KeyspaceError) -> (events: [Event], throughRevision: Int64) {
+        let maxEvents = max(maxEvents, 1)
         let current = revision
         let last = min(to ?? current, current)
         let tx: Backend.ReadTx
@@ -369,11 +384,10 @@ public final class Keyspace<Backend: StorageBackend>: @unchecked Sendable {
                 throw error
             }
             let w = attempt!
+            lock.withWriteLock { leases = w.leases }
             published.committedRev.store(w.currentRevision, ordering: .releasing)
             if let applied = w.appliedIndex { published.appliedIndex.store(applied, ordering: .releasing) }
-            if let (rev, keep) = w.scheduledCompaction {
-                try removeCompacted(upTo: rev, keeping: keep)
-            }
+            if let rev = w.pendingCompaction { finishCompaction(at: rev) }
             return result
         }
     }
@@ -384,6 +398,31 @@ public final class Keyspace<Backend: StorageBackend>: @unchecked Sendable {
     public func compact(_ rev: Int64) throws -> Int64 {
         try apply { w in try w.compact(rev) }
     }
+
+    /// Trims the index at a committed compaction and removes the superseded
+    /// revisions from the backend. The batch has committed: a failure here
+    /// does not fail it; it is logged, remembered in `compactionError`, and
+    /// the removal is finished at the next open (the scheduled compaction is
+    /// in `meta`).
+    private func finishCompaction(at rev: Int64) {
+        var keep = Set<Revision>()
+        lock.withWriteLock {
+            compactRev = rev
+            index.compactAll(at: rev) { keep.insert($0.revision) }
+        }
+        do {
+            try removeCompacted(upTo: rev, keeping: keep)
+            compactionFailure.withLock { $0 = nil }
+        } catch {
+            logger.error(
+                "removing compacted revisions failed; retried at the next open",
+                metadata: ["revision": "\(rev)", "error": "\(error)"])
+            compactionFailure.withLock { $0 = "\(error)" }
+        }
+    }
+
+    /// Why the last removal of compacted revisions failed, if it did.
+    public var compactionError: String? { compactionFailure.withLock { $0 } }
 
     /// Deletes from the `key` table every revision up to `rev` that `keep`
     /// does not name, in transactions of at most `compactionBatchSize`

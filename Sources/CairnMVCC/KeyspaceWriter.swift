@@ -16,25 +16,30 @@ public final class KeyspaceWriter<Backend: StorageBackend> {
     public private(set) var currentRevision: Int64
     /// The applied Raft index to record with this batch.
     public private(set) var appliedIndex: UInt64?
-    var scheduledCompaction: (Int64, Set<Revision>)?
+    /// A compaction this batch scheduled; the index is trimmed and old
+    /// revisions removed only after the batch commits, so that readers of the
+    /// last committed revision never lose what they may still read.
+    private(set) var pendingCompaction: Int64?
+    /// The leases as this batch changes them; published when it commits.
+    private(set) var leases: [Int64: LeaseState]
 
-    private enum Undo {
-        case key([UInt8], KeyIndex?)
-        case wholeIndex(SortedByteMap<KeyIndex>)
-    }
-    private var undo: [Undo] = []
-    private let leasesAtStart: [Int64: LeaseState]
+    /// Index entries as they were before this batch touched them, in order.
+    private var undo: [([UInt8], KeyIndex?)] = []
     private let compactRevAtStart: Int64
-    private var failure: BackendError?
+    private var failure: KeyspaceError?
     private var rolledBack = false
 
     init(keyspace: Keyspace<Backend>, tx: Backend.WriteTx, startRevision: Int64, leases: [Int64: LeaseState]) {
         self.ks = keyspace
         self.tx = tx
         self.currentRevision = startRevision
-        self.leasesAtStart = leases
+        self.leases = leases
         self.compactRevAtStart = keyspace.lock.withReadLock { keyspace.compactRev }
     }
+
+    /// Reads below this revision fail: the committed compaction, or one this
+    /// batch scheduled.
+    var compactFloor: Int64 { pendingCompaction ?? compactRevAtStart }
 
     /// One revision being made: `main` fixed, `sub` counting its changes.
     struct Change {
@@ -60,7 +65,7 @@ public final class KeyspaceWriter<Backend: StorageBackend> {
     public func range(_ r: RangeRequest) throws(KeyspaceError) -> RangeResponse {
         try checkUsable()
         guard !r.key.isEmpty else { throw .emptyKey }
-        return try ks.rangeKeys(tx, r, current: currentRevision)
+        return try ks.rangeKeys(tx, r, current: currentRevision, compactFloor: compactFloor)
     }
 
     public func put(_ r: PutRequest) throws(KeyspaceError) -> PutResponse {
@@ -105,19 +110,12 @@ public final class KeyspaceWriter<Backend: StorageBackend> {
     @discardableResult
     public func compact(_ rev: Int64) throws(KeyspaceError) -> Int64 {
         try checkUsable()
-        let current = ks.lock.withReadLock { ks.compactRev }
-        if rev <= current { throw .compacted }
+        if rev <= compactFloor { throw .compacted }
         if rev > currentRevision { throw .futureRevision }
-        var keep = Set<Revision>()
-        ks.lock.withWriteLock {
-            undo.append(.wholeIndex(ks.index))
-            ks.compactRev = rev
-            ks.index.compactAll(at: rev) { keep.insert($0.revision) }
-        }
         try backend { () throws(BackendError) in
             try tx.put(ks.metaTable, Keyspace<Backend>.scheduledCompactKey, Codec.revisionKey(Revision(main: rev)))
         }
-        scheduledCompaction = (rev, keep)
+        pendingCompaction = rev
         return currentRevision
     }
 
@@ -125,23 +123,18 @@ public final class KeyspaceWriter<Backend: StorageBackend> {
     public func leaseGrant(_ lease: LeaseRecord) throws(KeyspaceError) {
         try checkUsable()
         guard lease.id != 0 else { throw .leaseNotFound }
-        if ks.leases[lease.id] != nil { throw .leaseExists }
+        if leases[lease.id] != nil { throw .leaseExists }
         try backend { () throws(BackendError) in
             try tx.put(ks.leaseTable, Codec.bigEndian(UInt64(bitPattern: lease.id)), Codec.encode(lease))
         }
-        ks.lock.withWriteLock { ks.leases[lease.id] = LeaseState(record: lease, keys: []) }
+        leases[lease.id] = LeaseState(record: lease, keys: [])
     }
 
-    /// Saves a lease's remaining TTL (etcd's lease checkpoint).
+    /// Records a lease's remaining TTL (etcd's lease checkpoint) in memory,
+    /// as etcd 3.4 does: not persisted, and a no-op for an unknown lease.
     public func leaseCheckpoint(id: Int64, remainingTTLSeconds: Int64) throws(KeyspaceError) {
         try checkUsable()
-        guard var state = ks.leases[id] else { throw .leaseNotFound }
-        state.record.remainingTTLSeconds = remainingTTLSeconds
-        let record = state.record
-        try backend { () throws(BackendError) in
-            try tx.put(ks.leaseTable, Codec.bigEndian(UInt64(bitPattern: id)), Codec.encode(record))
-        }
-        ks.lock.withWriteLock { ks.leases[id]?.record = record }
+        leases[id]?.record.remainingTTLSeconds = remainingTTLSeconds
     }
 
     /// Revokes a lease: its keys are deleted in one revision (in key order)
@@ -149,7 +142,7 @@ public final class KeyspaceWriter<Backend: StorageBackend> {
     @discardableResult
     public func leaseRevoke(_ id: Int64) throws(KeyspaceError) -> Int64 {
         try checkUsable()
-        guard let state = ks.leases[id] else { throw .leaseNotFound }
+        guard let state = leases[id] else { throw .leaseNotFound }
         var change = Change(main: currentRevision + 1)
         for key in state.keys.sorted(by: { compareBytes($0, $1) < 0 }) {
             _ = try doDelete(key, [], wantPrev: false, &change)
@@ -157,7 +150,7 @@ public final class KeyspaceWriter<Backend: StorageBackend> {
         try backend { () throws(BackendError) in
             try tx.delete(ks.leaseTable, Codec.bigEndian(UInt64(bitPattern: id)))
         }
-        ks.lock.withWriteLock { _ = ks.leases.removeValue(forKey: id) }
+        leases.removeValue(forKey: id)
         if change.sub > 0 { currentRevision = change.main }
         return currentRevision
     }
@@ -177,22 +170,22 @@ public final class KeyspaceWriter<Backend: StorageBackend> {
         guard !rolledBack else { return }
         rolledBack = true
         ks.lock.withWriteLock {
-            for entry in undo.reversed() {
-                switch entry {
-                case .key(let key, let old?): ks.index.updateValue(old, forKey: key)
-                case .key(let key, nil): ks.index.removeValue(forKey: key)
-                case .wholeIndex(let saved): ks.index = saved
-                }
+            for (key, old) in undo.reversed() {
+                if let old { ks.index.updateValue(old, forKey: key) } else { ks.index.removeValue(forKey: key) }
             }
-            ks.leases = leasesAtStart
-            ks.compactRev = compactRevAtStart
         }
         undo = []
     }
 
     private func checkUsable() throws(KeyspaceError) {
-        if let failure { throw .backend(failure) }
+        if let failure { throw failure }
         if rolledBack { throw .backend(.transactionClosed) }
+    }
+
+    /// Marks the batch failed: it will be rolled back, whatever the caller does.
+    private func poison(_ error: KeyspaceError) -> KeyspaceError {
+        if failure == nil { failure = error }
+        return error
     }
 
     /// Runs a backend call; a failure poisons the batch.
@@ -201,15 +194,16 @@ public final class KeyspaceWriter<Backend: StorageBackend> {
         do {
             return try body()
         } catch {
-            failure = error
-            throw .backend(error)
+            throw poison(.backend(error))
         }
     }
 
     // MARK: Mechanics
 
+    /// A put's checks in etcd's order for a put on its own: the lease, then
+    /// the key that `ignore_value`/`ignore_lease` need.
     private func checkPutPreconditions(_ r: PutRequest) throws(KeyspaceError) {
-        if r.lease != 0 && ks.leases[r.lease] == nil { throw .leaseNotFound }
+        if r.lease != 0 && leases[r.lease] == nil { throw .leaseNotFound }
         if r.ignoreValue || r.ignoreLease {
             guard let ki = ks.index[r.key], ki.isLive else { throw .keyNotFound }
         }
@@ -221,13 +215,10 @@ public final class KeyspaceWriter<Backend: StorageBackend> {
         let kv: KeyValue?
         do {
             kv = try tx.withValue(ks.keyTable, Codec.revisionKey(rev)) { b in b.flatMap { Codec.decodeKeyValue($0) } }
-        } catch let e as BackendError {
-            failure = e
-            throw .backend(e)
         } catch {
-            throw .corrupt("\(error)")
+            throw poison(KeyspaceError(wrapping: error))
         }
-        guard let kv else { throw .corrupt("revision \(rev) is in the index but not in the key table") }
+        guard let kv else { throw poison(.corrupt("revision \(rev) is in the index but not in the key table")) }
         return kv
     }
 
@@ -237,8 +228,11 @@ public final class KeyspaceWriter<Backend: StorageBackend> {
         let live = old?.isLive == true
         var prev: KeyValue?
         if live && (r.prevKV || r.ignoreValue) { prev = try readLatest(old!) }
-        let value = r.ignoreValue ? prev!.value : r.value
-        let lease = r.ignoreLease ? old!.lease : r.lease
+        // Prechecks guarantee the key is live for ignore_value/ignore_lease;
+        // if not, the batch is poisoned rather than half a txn committed.
+        if (r.ignoreValue || r.ignoreLease) && !live { throw poison(.keyNotFound) }
+        let value = r.ignoreValue ? (prev?.value ?? []) : r.value
+        let lease = r.ignoreLease ? (old?.lease ?? 0) : r.lease
         let rev = try change.next()
         let kv = KeyValue(
             key: r.key, createRevision: live ? old!.createdMain : rev.main, modRevision: rev.main,
@@ -248,7 +242,7 @@ public final class KeyspaceWriter<Backend: StorageBackend> {
             try tx.put(ks.keyTable, Codec.revisionKey(rev.revision), count: size) { Codec.encode(kv, into: $0) }
         }
         ks.lock.withWriteLock {
-            undo.append(.key(r.key, old))
+            undo.append((r.key, old))
             var ki = old ?? KeyIndex(revs: [], createdMain: 0, version: 0, lease: 0)
             ki.revs.append(rev)
             ki.createdMain = kv.createRevision
@@ -256,8 +250,8 @@ public final class KeyspaceWriter<Backend: StorageBackend> {
             let oldLease = live ? ki.lease : 0
             ki.lease = lease
             ks.index.updateValue(ki, forKey: r.key)
-            if oldLease != 0 { ks.leases[oldLease]?.keys.remove(r.key) }
-            if lease != 0 { ks.leases[lease]?.keys.insert(r.key) }
+            if oldLease != 0 { leases[oldLease]?.keys.remove(r.key) }
+            if lease != 0 { leases[lease]?.keys.insert(r.key) }
         }
         return prev
     }
@@ -283,14 +277,14 @@ public final class KeyspaceWriter<Backend: StorageBackend> {
                 try tx.put(ks.keyTable, Codec.revisionKey(rev.revision, tombstone: true), tombstone)
             }
             ks.lock.withWriteLock {
-                undo.append(.key(k, ki))
+                undo.append((k, ki))
                 var updated = ki
                 updated.revs.append(rev)
                 updated.createdMain = 0
                 updated.version = 0
                 updated.lease = 0
                 ks.index.updateValue(updated, forKey: k)
-                if ki.lease != 0 { ks.leases[ki.lease]?.keys.remove(k) }
+                if ki.lease != 0 { leases[ki.lease]?.keys.remove(k) }
             }
         }
         return prevs
@@ -368,22 +362,53 @@ public final class KeyspaceWriter<Backend: StorageBackend> {
         }
     }
 
-    /// Checks the requests on the chosen path against the state before the txn.
+    /// Checks the requests on the chosen path against the state before the
+    /// txn, as etcd does: every put first, then every range.
     private func precheck(_ t: TxnRequest, _ path: Path) throws(KeyspaceError) {
+        var deleted: [([UInt8], RangeBound)] = []
+        try precheckPuts(t, path, &deleted)
+        try precheckRanges(t, path)
+    }
+
+    /// A put in a txn: the key `ignore_value`/`ignore_lease` need (live
+    /// before the txn, and not deleted by an earlier request of it), then the
+    /// lease.
+    private func precheckPuts(
+        _ t: TxnRequest, _ path: Path, _ deleted: inout [([UInt8], RangeBound)]
+    ) throws(KeyspaceError) {
         var nested = path.nested.makeIterator()
         for op in path.succeeded ? t.success : t.failure {
             switch op {
             case .put(let p):
-                try checkPutPreconditions(p)
+                if p.ignoreValue || p.ignoreLease {
+                    guard let ki = ks.index[p.key], ki.isLive,
+                        !deleted.contains(where: { Keyspace<Backend>.inRange(p.key, $0.0, $0.1) })
+                    else { throw .keyNotFound }
+                }
+                if p.lease != 0 && leases[p.lease] == nil { throw .leaseNotFound }
+            case .deleteRange(let d):
+                deleted.append((d.key, RangeBound(d.rangeEnd)))
+            case .range:
+                break
+            case .txn(let inner):
+                try precheckPuts(inner, nested.next()!, &deleted)
+            }
+        }
+    }
+
+    private func precheckRanges(_ t: TxnRequest, _ path: Path) throws(KeyspaceError) {
+        var nested = path.nested.makeIterator()
+        for op in path.succeeded ? t.success : t.failure {
+            switch op {
             case .range(let r):
                 if r.revision != 0 {
                     if r.revision > currentRevision { throw .futureRevision }
-                    if r.revision < ks.lock.withReadLock({ ks.compactRev }) { throw .compacted }
+                    if r.revision < compactFloor { throw .compacted }
                 }
-            case .deleteRange:
+            case .put, .deleteRange:
                 break
             case .txn(let inner):
-                try precheck(inner, nested.next()!)
+                try precheckRanges(inner, nested.next()!)
             }
         }
     }
@@ -397,7 +422,7 @@ public final class KeyspaceWriter<Backend: StorageBackend> {
             switch op {
             case .range(let r):
                 let visible = change.sub > 0 ? begin + 1 : begin
-                responses.append(.range(try ks.rangeKeys(tx, r, current: visible)))
+                responses.append(.range(try ks.rangeKeys(tx, r, current: visible, compactFloor: compactFloor)))
             case .put(let p):
                 let prev = try doPut(p, &change)
                 responses.append(.put(PutResponse(revision: begin + 1, prevKV: p.prevKV ? prev : nil)))

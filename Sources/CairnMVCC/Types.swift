@@ -267,5 +267,14 @@ public enum KeyspaceError: Error, Equatable, CustomStringConvertible {
         }
     }
 
+    /// The text etcd's gRPC API sends for this error: the keyspace's own
+    /// `mvcc:` errors reach clients with etcd's `etcdserver: ` prefix.
+    public var grpcMessage: String {
+        switch self {
+        case .compacted, .futureRevision: return "etcdserver: " + message
+        default: return message
+        }
+    }
+
     public var description: String { message }
 }

@@ -714,3 +714,102 @@ import Testing
         #expect(n > 0 && Int64(n) == ks.revision - 1)
     }
 }
+
+/// Cases found by reviewing the keyspace against etcd 3.4's sources.
+@Suite struct EtcdEdgeCaseTests {
+    @Test(arguments: BackendKind.allCases)
+    func theLargestLimitReturnsEverything(_ kind: BackendKind) throws {
+        let ks = try TestKeyspace(kind)
+        try ks.put("a", "1")
+        try ks.put("b", "2")
+        let r = try ks.range(RangeRequest(key: b("a"), rangeEnd: [0], limit: Int64.max))
+        #expect(r.kvs.count == 2 && !r.more && r.count == 2)
+    }
+
+    @Test(arguments: BackendKind.allCases)
+    func keysOnlyStillSortsByValue(_ kind: BackendKind) throws {
+        let ks = try TestKeyspace(kind)
+        try ks.put("a", "2")
+        try ks.put("b", "1")
+        let r = try ks.range(RangeRequest(key: b("a"), rangeEnd: [0], sortOrder: .ascend, sortTarget: .value, keysOnly: true))
+        #expect(r.kvs.map { s($0.key) } == ["b", "a"] && r.kvs.allSatisfy { $0.value.isEmpty })
+        let implied = try ks.range(RangeRequest(key: b("a"), rangeEnd: [0], sortTarget: .value, keysOnly: true))
+        #expect(implied.kvs.map { s($0.key) } == ["b", "a"])
+    }
+
+    @Test(arguments: BackendKind.allCases)
+    func ignoreValueAfterAnUnboundedDeleteInTheSameTxnIsKeyNotFound(_ kind: BackendKind) throws {
+        let ks = try TestKeyspace(kind)
+        try ks.put("a", "1")
+        // etcd 3.4's duplicate check does not see a "\0" range end, and etcd
+        // itself panics on this txn; Cairn refuses it cleanly.
+        let t = TxnRequest(success: [
+            .deleteRange(DeleteRangeRequest(key: b("a"), rangeEnd: [0])), .put(PutRequest(key: b("a"), ignoreValue: true)),
+        ])
+        #expect(throws: KeyspaceError.keyNotFound) { try ks.txn(t) }
+        let t2 = TxnRequest(success: [
+            .deleteRange(DeleteRangeRequest(key: b("a"), rangeEnd: [0])), .put(PutRequest(key: b("a"), ignoreLease: true)),
+        ])
+        #expect(throws: KeyspaceError.keyNotFound) { try ks.txn(t2) }
+        #expect(try ks.revision == 2 && ks.get("a").map { s($0.value) } == "1")
+    }
+
+    @Test func mvccErrorsReachClientsWithEtcdsPrefix() {
+        #expect(KeyspaceError.compacted.grpcMessage == "etcdserver: mvcc: required revision has been compacted")
+        #expect(KeyspaceError.futureRevision.grpcMessage == "etcdserver: mvcc: required revision is a future revision")
+        #expect(KeyspaceError.keyNotFound.grpcMessage == "etcdserver: key not found")
+    }
+
+    @Test(arguments: BackendKind.allCases)
+    func txnChecksPutsBeforeRanges(_ kind: BackendKind) throws {
+        let ks = try TestKeyspace(kind)
+        let t = TxnRequest(success: [.range(RangeRequest(key: b("a"), revision: 100)), .put(PutRequest(key: b("a"), ignoreValue: true))])
+        #expect(throws: KeyspaceError.keyNotFound) { try ks.txn(t) }
+    }
+
+    @Test(arguments: BackendKind.allCases)
+    func txnPutChecksTheKeyBeforeTheLease(_ kind: BackendKind) throws {
+        let ks = try TestKeyspace(kind)
+        let t = TxnRequest(success: [.put(PutRequest(key: b("a"), lease: 99, ignoreValue: true))])
+        #expect(throws: KeyspaceError.keyNotFound) { try ks.txn(t) }
+        // A put on its own checks the lease first.
+        #expect(throws: KeyspaceError.leaseNotFound) { try ks.apply(.put(PutRequest(key: b("a"), lease: 99, ignoreValue: true))) }
+    }
+
+    @Test(arguments: BackendKind.allCases)
+    func compactingAtZeroOnAFreshStoreSucceeds(_ kind: BackendKind) throws {
+        let ks = try TestKeyspace(kind)
+        try ks.compact(0)
+        #expect(throws: KeyspaceError.compacted) { try ks.compact(0) }
+        // A negative revision inside a txn reads the current state.
+        let fresh = try TestKeyspace(kind)
+        #expect(try fresh.txn(TxnRequest(success: [.range(RangeRequest(key: b("a"), revision: -1))])).succeeded)
+    }
+
+    @Test(arguments: BackendKind.allCases)
+    func readersNeverSeeACompactionBeforeItCommits(_ kind: BackendKind) throws {
+        let ks = try TestKeyspace(kind)
+        try ks.put("a", "1")  // 2
+        let seen = try ks.readDuringBatch(
+            [.put(PutRequest(key: b("a"), value: b("2"))), .compact(3)], RangeRequest(key: b("a")))
+        let r = try seen.get()
+        #expect(r.revision == 2 && r.kvs.map { s($0.value) } == ["1"])
+        #expect(ks.compactedRevision == 3)
+        #expect(throws: KeyspaceError.compacted) { try ks.get("a", rev: 2) }
+    }
+
+    @Test(arguments: BackendKind.allCases)
+    func checkpointOfAnUnknownLeaseIsANoOp(_ kind: BackendKind) throws {
+        let ks = try TestKeyspace(kind)
+        try ks.checkpoint(12345, 10)
+        #expect(ks.lease(12345) == nil)
+    }
+
+    @Test(arguments: BackendKind.allCases)
+    func eventsWithANonPositiveBoundStillProgress(_ kind: BackendKind) throws {
+        let ks = try TestKeyspace(kind)
+        try ks.put("a", "1")
+        try ks.put("b", "1")
+        #expect(try ks.events(from: 2, maxEvents: 0).count == 1)
+    }
+}

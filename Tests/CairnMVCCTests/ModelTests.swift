@@ -22,7 +22,7 @@ struct SplitMix64: RandomNumberGenerator {
 /// Slow and obviously correct, to check the real keyspace against.
 struct KeyspaceModel {
     var revision: Int64 = 1
-    var compacted: Int64 = 0
+    var compacted: Int64 = -1  // as etcd: compacting at 0 is allowed once
     /// State after each revision.
     var states: [Int64: [[UInt8]: KeyValue]] = [1: [:]]
     var current: [[UInt8]: KeyValue] { states[revision]! }

@@ -120,6 +120,17 @@ final class TestKeyspace {
 
     func compact(_ rev: Int64) throws { try apply(.compact(rev)) }
 
+    /// Applies `ops` in one batch and, before it commits, reads `read` the
+    /// way another thread would (the last committed state).
+    func readDuringBatch(_ ops: [Op], _ read: RangeRequest) throws -> Result<RangeResponse, KeyspaceError> {
+        try impl.readDuringBatch(ops, read)
+    }
+
+    /// Records a lease checkpoint in a batch of its own.
+    func checkpoint(_ id: Int64, _ remaining: Int64) throws { try impl.checkpoint(id, remaining) }
+
+    func events(from: Int64, maxEvents: Int) throws -> [Event] { try impl.events(from, maxEvents) }
+
     /// Corrupts the backend's next commit (memory backend only): used to
     /// check that a failed batch leaves nothing behind.
     func withFailingBatch(_ ops: [Op]) throws -> (any Error)? { try impl.failingBatch(ops) }
@@ -143,6 +154,9 @@ private class AnyImpl {
     func batch(_ ops: [Op]) throws -> [Result<OpResult, KeyspaceError>] { fatalError() }
     func failingBatch(_ ops: [Op]) throws -> (any Error)? { fatalError() }
     func stats() throws -> BackendStats { fatalError() }
+    func readDuringBatch(_ ops: [Op], _ read: RangeRequest) throws -> Result<RangeResponse, KeyspaceError> { fatalError() }
+    func checkpoint(_ id: Int64, _ remaining: Int64) throws { fatalError() }
+    func events(_ from: Int64, _ maxEvents: Int) throws -> [Event] { fatalError() }
 }
 
 private struct InjectedFailure: Error {}
@@ -158,6 +172,18 @@ private final class Impl<B: StorageBackend>: AnyImpl {
     override func events(_ from: Int64, _ to: Int64?) throws -> [Event] { try ks.events(from: from, to: to).events }
     override func lease(_ id: Int64) -> (record: LeaseRecord, keys: [[UInt8]])? { ks.lease(id) }
     override func stats() throws -> BackendStats { try ks.backend.stats() }
+    override func readDuringBatch(_ ops: [Op], _ read: RangeRequest) throws -> Result<RangeResponse, KeyspaceError> {
+        try ks.apply { w in
+            for op in ops { _ = try Self.run(w, op) }
+            return typed { try ks.range(read) }
+        }
+    }
+    override func checkpoint(_ id: Int64, _ remaining: Int64) throws {
+        try ks.apply { w in try w.leaseCheckpoint(id: id, remainingTTLSeconds: remaining) }
+    }
+    override func events(_ from: Int64, _ maxEvents: Int) throws -> [Event] {
+        try ks.events(from: from, maxEvents: maxEvents).events
+    }
 
     static func run(_ w: KeyspaceWriter<B>, _ op: Op) throws(KeyspaceError) -> OpResult {
         switch op {
