@@ -1,5 +1,3 @@
-import Synchronization
-
 /// The in-memory storage backend: the same semantics as LMDB's, for tests and
 /// deterministic simulation.
 ///
@@ -18,14 +16,14 @@ public final class MemoryBackend: StorageBackend {
 
     private let names: [String]
     private let quotaBytes: Int64
-    private let committed: Mutex<Committed>
+    private let committed: LockedValue<Committed>
     /// Serializes write transactions (held for the whole body).
-    private let writer = Mutex<Void>(())
+    private let writer = Lock()
 
     public init(configuration: BackendConfiguration) {
         self.names = configuration.tables
         self.quotaBytes = configuration.quotaBytes
-        self.committed = Mutex(
+        self.committed = LockedValue(
             Committed(tables: Array(repeating: SortedByteMap(), count: configuration.tables.count), sizeBytes: 0))
     }
 
@@ -45,7 +43,7 @@ public final class MemoryBackend: StorageBackend {
     }
 
     public func write<R>(_ body: (MemoryWriteTransaction) throws -> R) throws -> R {
-        try writer.withLock { _ in
+        try writer.withLock {
             let start = committed.withLock { $0 }
             let tx = MemoryWriteTransaction(tables: start.tables, sizeBytes: start.sizeBytes, quotaBytes: quotaBytes)
             let result = try body(tx)

@@ -267,6 +267,31 @@ public struct SortedByteMap<Value> {
         }
     }
 
+    /// Describes the first broken internal invariant, or nil when the
+    /// structure is consistent. For tests.
+    public func invariantViolation() -> String? {
+        if chunks.count != lastKeys.count || chunks.count != lastPrefixes.count {
+            return "chunks \(chunks.count), lastKeys \(lastKeys.count), lastPrefixes \(lastPrefixes.count)"
+        }
+        var total = 0
+        var previous: [UInt8]?
+        for (c, chunk) in chunks.enumerated() {
+            if chunk.keys.isEmpty { return "chunk \(c) is empty" }
+            if chunk.keys.count != chunk.values.count || chunk.keys.count != chunk.prefixes.count {
+                return "chunk \(c): \(chunk.keys.count) keys, \(chunk.values.count) values, \(chunk.prefixes.count) prefixes"
+            }
+            for (j, k) in chunk.keys.enumerated() {
+                if let p = previous, compareBytes(p, k) >= 0 { return "chunk \(c) offset \(j) out of order" }
+                if chunk.prefixes[j] != k.withUnsafeBytes({ bytePrefix($0) }) { return "chunk \(c) offset \(j) bad prefix" }
+                previous = k
+            }
+            if lastKeys[c] != chunk.keys[chunk.keys.count - 1] { return "chunk \(c) last key stale" }
+            if lastPrefixes[c] != lastKeys[c].withUnsafeBytes({ bytePrefix($0) }) { return "chunk \(c) last prefix stale" }
+            total += chunk.keys.count
+        }
+        return total == _count ? nil : "count \(_count) but \(total) entries"
+    }
+
     public mutating func removeAll() {
         chunks = []
         lastKeys = []

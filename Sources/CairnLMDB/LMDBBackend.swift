@@ -1,6 +1,5 @@
 import CLMDB
 import CairnBackend
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -44,7 +43,7 @@ import Darwin
 /// keyspace's keys are 17- and 18-byte revisions, so user keys never meet it.
 public final class LMDBBackend: StorageBackend, @unchecked Sendable {
     // @unchecked: the LMDB environment handle is thread-safe (MDB_NOTLS); every
-    // mutable field is a Mutex or an Atomic.
+    // mutable field is behind a Lock.
     public typealias ReadTx = LMDBReadTransaction
     public typealias WriteTx = LMDBWriteTransaction
 
@@ -67,10 +66,10 @@ public final class LMDBBackend: StorageBackend, @unchecked Sendable {
     let quotaBytes: Int64
     private let pageSizeBytes: Int
     private let gate = ReaderGate()
-    private let writer = Mutex<Void>(())
-    private let pool: Mutex<[TxnHandle]>
+    private let writer = Lock()
+    private let pool: LockedValue<[TxnHandle]>
     private let readerPoolSize: Int
-    private let mapSize: Atomic<Int64>
+    private let mapSize: LockedValue<Int64>
 
     /// Opens (creating if needed) the LMDB environment in directory `path`.
     public init(path: String, configuration: BackendConfiguration, options: Options = Options()) throws(BackendError) {
@@ -123,9 +122,9 @@ public final class LMDBBackend: StorageBackend, @unchecked Sendable {
         self.dbis = handles
         self.quotaBytes = configuration.quotaBytes
         self.pageSizeBytes = Int(s.ms_psize)
-        self.pool = Mutex([])
+        self.pool = LockedValue([])
         self.readerPoolSize = options.readerPoolSize
-        self.mapSize = Atomic(Int64(info.me_mapsize))
+        self.mapSize = LockedValue(Int64(info.me_mapsize))
         ok = true
     }
 
@@ -178,7 +177,7 @@ public final class LMDBBackend: StorageBackend, @unchecked Sendable {
     // MARK: Writes
 
     public func write<R>(_ body: (LMDBWriteTransaction) throws -> R) throws -> R {
-        try writer.withLock { _ in
+        try writer.withLock {
             try growIfNearlyFull()
             var attempts = 0
             while true {
@@ -201,8 +200,8 @@ public final class LMDBBackend: StorageBackend, @unchecked Sendable {
                     // The map filled up inside this attempt (whatever error the
                     // body turned that into): grow and run the body again, as
                     // the protocol allows. At the quota the error stands.
-                    guard tx.mapFull, attempts < 8, mapSize.load(ordering: .relaxed) < quotaBytes else { throw error }
-                    try grow(minimumBytes: mapSize.load(ordering: .relaxed) * 2)
+                    guard tx.mapFull, attempts < 8, mapSize.current < quotaBytes else { throw error }
+                    try grow(minimumBytes: mapSize.current * 2)
                 }
             }
         }
@@ -221,7 +220,7 @@ public final class LMDBBackend: StorageBackend, @unchecked Sendable {
 
     /// Sets a larger map size (at most the quota); waits until no reader is open.
     private func grow(minimumBytes: Int64) throws(BackendError) {
-        let current = mapSize.load(ordering: .relaxed)
+        let current = mapSize.current
         guard current < quotaBytes else { throw .quotaExceeded(quotaBytes: quotaBytes) }
         var target = min(max(minimumBytes, current + Int64(pageSizeBytes)), quotaBytes)
         target = target / Int64(pageSizeBytes) * Int64(pageSizeBytes)
@@ -239,7 +238,7 @@ public final class LMDBBackend: StorageBackend, @unchecked Sendable {
         try check(rc)
         var info = MDB_envinfo()
         try check(mdb_env_info(env, &info))
-        mapSize.store(Int64(info.me_mapsize), ordering: .relaxed)
+        mapSize.withLock { $0 = Int64(info.me_mapsize) }
     }
 
     // MARK: Maintenance
@@ -431,11 +430,10 @@ extension LMDBReading {
 
 /// A read transaction of `LMDBBackend`. Use from one thread at a time.
 public final class LMDBReadTransaction: LMDBReading, @unchecked Sendable {
-    // @unchecked: one thread at a time by contract; `closed` is atomic so a
-    // double close from two threads cannot release the handle twice.
+    // @unchecked: used by one thread at a time, by contract.
     let backend: LMDBBackend
     let txn: OpaquePointer
-    private let closed = Atomic<Bool>(false)
+    private var closed = false
 
     init(backend: LMDBBackend, txn: OpaquePointer) {
         self.backend = backend
@@ -445,11 +443,12 @@ public final class LMDBReadTransaction: LMDBReading, @unchecked Sendable {
     deinit { close() }
 
     func ensureOpen() throws(BackendError) {
-        if closed.load(ordering: .relaxed) { throw .transactionClosed }
+        if closed { throw .transactionClosed }
     }
 
     public func close() {
-        if closed.exchange(true, ordering: .acquiringAndReleasing) { return }
+        if closed { return }
+        closed = true
         backend.release(txn)
     }
 }

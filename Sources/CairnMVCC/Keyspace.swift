@@ -1,6 +1,5 @@
 import CairnBackend
 import Logging
-import Synchronization
 
 /// etcd's multi-version keyspace over a storage backend.
 ///
@@ -44,17 +43,12 @@ public final class Keyspace<Backend: StorageBackend>: @unchecked Sendable {
     /// Reads below this revision fail; -1 until the first compaction, as in etcd.
     var compactRev: Int64 = -1
 
-    /// Published counters. Boxed in a class: a throwing init holding
-    /// `Atomic`s directly trips a Swift 6.3 optimizer crash under CMO.
-    private final class Published: Sendable {
-        let committedRev = Atomic<Int64>(1)
-        let appliedIndex = Atomic<UInt64>(0)
-    }
-    private let published = Published()
-    private let writer = PlainLock()
+    /// The committed revision and applied index, published after each commit.
+    private let published = LockedValue((revision: Int64(1), appliedIndex: UInt64(0)))
+    private let writer = Lock()
 
     let logger: Logger
-    private let compactionFailure = Mutex<String?>(nil)
+    private let compactionFailure = LockedValue<String?>(nil)
 
     /// Most operations in one txn branch (etcd's `--max-txn-ops`).
     public let maxTxnOps: Int
@@ -91,13 +85,13 @@ public final class Keyspace<Backend: StorageBackend>: @unchecked Sendable {
     // MARK: Published state
 
     /// The revision of the last committed change (1 for an empty keyspace).
-    public var revision: Int64 { published.committedRev.load(ordering: .acquiring) }
+    public var revision: Int64 { published.withLock { $0.revision } }
 
     /// The revision of the last compaction (0 when never compacted).
     public var compactedRevision: Int64 { lock.withReadLock { max(compactRev, 0) } }
 
     /// The Raft index of the last applied entry recorded with `setAppliedIndex`.
-    public var appliedIndex: UInt64 { published.appliedIndex.load(ordering: .acquiring) }
+    public var appliedIndex: UInt64 { published.withLock { $0.appliedIndex } }
 
     /// Number of keys live at the current revision.
     public var keyCount: Int {
@@ -189,8 +183,7 @@ public final class Keyspace<Backend: StorageBackend>: @unchecked Sendable {
             leases = leaseMap
             compactRev = scheduled
         }
-        published.committedRev.store(maxRev, ordering: .releasing)
-        published.appliedIndex.store(applied, ordering: .releasing)
+        published.withLock { $0 = (maxRev, applied) }
         return pending
     }
 
@@ -385,8 +378,10 @@ public final class Keyspace<Backend: StorageBackend>: @unchecked Sendable {
             }
             let w = attempt!
             lock.withWriteLock { leases = w.leases }
-            published.committedRev.store(w.currentRevision, ordering: .releasing)
-            if let applied = w.appliedIndex { published.appliedIndex.store(applied, ordering: .releasing) }
+            published.withLock { p in
+                p.revision = w.currentRevision
+                if let applied = w.appliedIndex { p.appliedIndex = applied }
+            }
             if let rev = w.pendingCompaction { finishCompaction(at: rev) }
             return result
         }
@@ -430,34 +425,50 @@ public final class Keyspace<Backend: StorageBackend>: @unchecked Sendable {
     private func removeCompacted(upTo rev: Int64, keeping keep: Set<Revision>) throws {
         let end = Codec.revisionKey(Revision(main: rev + 1))
         var start: [UInt8] = Codec.revisionKey(Revision(main: 0))
-        let scanLimit = compactionBatchSize * 10
         while true {
-            let done: Bool = try backend.write { tx in
-                var doomed: [[UInt8]] = []
-                var scanned = 0
-                var next: [UInt8]? = nil
-                try tx.scan(keyTable, from: start, to: end, reverse: false) { k, _ in
-                    if doomed.count >= compactionBatchSize || scanned >= scanLimit {
-                        next = Array(k)
-                        return false
-                    }
-                    scanned += 1
-                    guard let (r, _) = Codec.parseRevisionKey(k) else {
-                        throw KeyspaceError.corrupt("bad revision key in the key table")
-                    }
-                    if !keep.contains(r) { doomed.append(Array(k)) }
-                    return true
-                }
-                for k in doomed { try tx.delete(keyTable, k) }
-                if let next {
-                    start = next
-                    return false
-                }
-                try tx.put(metaTable, Self.finishedCompactKey, Codec.revisionKey(Revision(main: rev)))
-                return true
+            // Find the next batch in a snapshot, then delete it in a write
+            // transaction whose closure mutates nothing it captures. (Mutating
+            // captured state inside the write closure here was miscompiled by
+            // Swift 6.3 under cross-module optimization — a use-after-free of
+            // the memory backend's tables; `map-check` guards against it.)
+            let (doomed, next) = try superseded(from: start, to: end, keeping: keep)
+            let key = keyTable
+            try backend.write { tx in
+                for k in doomed { try tx.delete(key, k) }
             }
-            if done { return }
+            guard let next else { break }
+            start = next
         }
+        let meta = metaTable
+        let finished = Codec.revisionKey(Revision(main: rev))
+        try backend.write { tx in try tx.put(meta, Self.finishedCompactKey, finished) }
+    }
+
+    /// Up to `compactionBatchSize` revision keys in `[start, end)` that
+    /// `keep` does not name, and where to continue (nil: the range is done).
+    private func superseded(
+        from start: [UInt8], to end: [UInt8], keeping keep: Set<Revision>
+    ) throws -> (doomed: [[UInt8]], next: [UInt8]?) {
+        let limit = compactionBatchSize
+        let scanLimit = compactionBatchSize * 10
+        let tx = try backend.beginRead()
+        defer { tx.close() }
+        var doomed: [[UInt8]] = []
+        var scanned = 0
+        var next: [UInt8]? = nil
+        try tx.scan(keyTable, from: start, to: end, reverse: false) { k, _ in
+            if doomed.count >= limit || scanned >= scanLimit {
+                next = Array(k)
+                return false
+            }
+            scanned += 1
+            guard let (r, _) = Codec.parseRevisionKey(k) else {
+                throw KeyspaceError.corrupt("bad revision key in the key table")
+            }
+            if !keep.contains(r) { doomed.append(Array(k)) }
+            return true
+        }
+        return (doomed, next)
     }
 }
 

@@ -51,6 +51,22 @@ import Testing
         return (state, rev)
     }
 
+    /// The optimized build (CI runs tests in release) keeps the memory
+    /// backend's tables intact through puts and a compaction.
+    @Test func optimizedBuildKeepsTablesIntactThroughCompaction() throws {
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: try Self.childBinary())
+        child.arguments = ["map-check", "--count", "60000"]
+        let out = Pipe()
+        child.standardOutput = out
+        child.standardError = out
+        try child.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        child.waitUntilExit()
+        #expect(child.terminationStatus == 0, "map-check failed: \(text.prefix(2000))")
+        #expect(text.contains("ok keyspace"))
+    }
+
     @Test func killedWritersLoseNoCommittedBatch() throws {
         let binary = try Self.childBinary()
         let dir = NSTemporaryDirectory() + "cairn-crash-\(UUID().uuidString)"
