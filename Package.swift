@@ -14,6 +14,8 @@ let package = Package(
     products: [
         .executable(name: "cairn", targets: ["cairn"]),
         .executable(name: "cairn-keyspace-bench", targets: ["KeyspaceBench"]),
+        .executable(name: "cairn-wal", targets: ["cairn-wal"]),
+        .executable(name: "cairn-wal-bench", targets: ["WALBench"]),
         .library(name: "CairnMVCC", targets: ["CairnMVCC"]),
     ],
     dependencies: [
@@ -44,7 +46,43 @@ let package = Package(
             dependencies: ["CairnBackend", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
 
+        // Durable log: the file layer, WAL, snapshots.
+        .target(name: "CCRC32C", path: "Sources/CCRC32C"),
+        .target(
+            name: "CairnFS",
+            dependencies: [.product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        .target(
+            name: "CairnWAL",
+            dependencies: ["CCRC32C", "CairnFS", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        .target(
+            name: "CairnSnapshot",
+            dependencies: [
+                "CZstd", "CCRC32C", "CairnFS", "CairnWAL", "CairnBackend",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+
         // Executables.
+        .executableTarget(
+            name: "cairn-wal",
+            dependencies: [
+                "CairnWAL", "CairnSnapshot", "CairnFS",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "tools/cairn-wal",
+            swiftSettings: strict),
+        .executableTarget(
+            name: "WALBench",
+            dependencies: [
+                "CairnWAL", "CairnFS", "CCRC32C",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/WALBench",
+            swiftSettings: strict),
         .executableTarget(
             name: "cairn",
             dependencies: [
@@ -64,6 +102,18 @@ let package = Package(
             swiftSettings: strict),
 
         // Tests.
+        .testTarget(name: "CCRC32CTests", dependencies: ["CCRC32C"], swiftSettings: strict),
+        .testTarget(
+            name: "CairnWALTests", dependencies: ["CairnWAL", "CairnFS", "CCRC32C", "WALBench"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "CairnSnapshotTests",
+            dependencies: ["CairnSnapshot", "CairnWAL", "CairnFS", "CairnBackend"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "CairnWALToolTests",
+            dependencies: ["CairnWAL", "CairnFS", "CairnSnapshot", "CairnBackend", "cairn-wal"],
+            swiftSettings: strict),
         .testTarget(name: "CairnBackendTests", dependencies: ["CairnBackend", "CairnLMDB"], swiftSettings: strict),
         .testTarget(
             name: "CairnMVCCTests",
