@@ -16,6 +16,8 @@ let package = Package(
         .executable(name: "cairn-keyspace-bench", targets: ["KeyspaceBench"]),
         .executable(name: "cairn-wal", targets: ["cairn-wal"]),
         .executable(name: "cairn-wal-bench", targets: ["WALBench"]),
+        .executable(name: "cairn-raft-bench", targets: ["RaftBench"]),
+        .library(name: "CairnRaft", targets: ["CairnRaft"]),
         .library(name: "CairnMVCC", targets: ["CairnMVCC"]),
     ],
     dependencies: [
@@ -45,6 +47,9 @@ let package = Package(
             name: "CairnMVCC",
             dependencies: ["CairnBackend", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
+
+        // Consensus: pure Raft, no I/O, no clock, no threads.
+        .target(name: "CairnRaft", swiftSettings: strict),
 
         // Durable log: the file layer, WAL, snapshots.
         .target(name: "CCRC32C", path: "Sources/CCRC32C"),
@@ -101,7 +106,17 @@ let package = Package(
             path: "Benchmarks/KeyspaceBench",
             swiftSettings: strict),
 
+        // Counts allocations for cairn-raft-bench: it replaces malloc for the
+        // whole executable, so it is linked into that benchmark only.
+        .target(name: "CMallocCounter", path: "Benchmarks/CMallocCounter"),
+        .executableTarget(
+            name: "RaftBench", dependencies: ["CairnRaft", "CMallocCounter"], path: "Benchmarks/RaftBench",
+            swiftSettings: strict),
+
         // Tests.
+        .testTarget(
+            name: "CairnRaftTests", dependencies: ["CairnRaft"], resources: [.copy("testdata")],
+            swiftSettings: strict),
         .testTarget(name: "CCRC32CTests", dependencies: ["CCRC32C"], swiftSettings: strict),
         .testTarget(
             name: "CairnWALTests", dependencies: ["CairnWAL", "CairnFS", "CCRC32C", "WALBench"],
