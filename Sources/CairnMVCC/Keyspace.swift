@@ -219,6 +219,9 @@ public final class Keyspace<Backend: StorageBackend>: @unchecked Sendable {
         // Without sorting or filtering, fetch one more than the limit to know
         // whether more exist; otherwise fetch everything and cut afterwards.
         let fetchLimit = (filtered || r.limit <= 0 || r.limit >= Int64(Int.max)) ? Int.max : Int(r.limit) + 1
+        if r.rangeEnd.isEmpty && !r.countOnly {
+            return try singleKey(tx, r, at: rev, current: current, compactFloor: compactFloor)
+        }
         var hits: [IndexedRevision] = []
         var count: Int64 = 0
         let compacted: Bool = lock.withReadLock {
@@ -283,6 +286,38 @@ public final class Keyspace<Backend: StorageBackend>: @unchecked Sendable {
             for i in kvs.indices { kvs[i].value = [] }
         }
         return RangeResponse(revision: current, kvs: kvs, more: more, count: count)
+    }
+
+    /// The common case of a range: one key, no count-only. Same answer as
+    /// the general path, without its intermediate arrays.
+    private func singleKey<T: BackendReadTransaction>(
+        _ tx: T, _ r: RangeRequest, at rev: Int64, current: Int64, compactFloor: Int64?
+    ) throws(KeyspaceError) -> RangeResponse {
+        let lookup: (compacted: Bool, hit: IndexedRevision?) = lock.withReadLock {
+            if rev < (compactFloor ?? compactRev) { return (true, nil) }
+            guard let i = index.find(r.key) else { return (false, nil) }
+            return (false, index.value(at: i).visible(at: rev))
+        }
+        if lookup.compacted { throw .compacted }
+        guard let hit = lookup.hit else { return RangeResponse(revision: current, kvs: [], more: false, count: 0) }
+        let kv: KeyValue?
+        do {
+            kv = try tx.withValue(keyTable, Codec.revisionKey(hit.revision)) { b in
+                b.flatMap { Codec.decodeKeyValue($0, withValue: !r.keysOnly) }
+            }
+        } catch {
+            throw KeyspaceError(wrapping: error)
+        }
+        guard let kv else { throw .corrupt("revision \(hit.revision) is in the index but not readable") }
+        // One key: the mod/create filters may drop it; limit and sort cannot matter.
+        if r.maxModRevision != 0 && kv.modRevision > r.maxModRevision
+            || r.minModRevision != 0 && kv.modRevision < r.minModRevision
+            || r.maxCreateRevision != 0 && kv.createRevision > r.maxCreateRevision
+            || r.minCreateRevision != 0 && kv.createRevision < r.minCreateRevision
+        {
+            return RangeResponse(revision: current, kvs: [], more: false, count: 1)
+        }
+        return RangeResponse(revision: current, kvs: [kv], more: false, count: 1)
     }
 
     /// The changes of revisions `from...to` (to: the current revision), in
