@@ -1,3 +1,5 @@
+import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -35,6 +37,8 @@ public final class DataDirLock: Sendable {
     /// Path of the lock file.
     public let path: String
     private let file: FSFile
+    /// Whether `unlock()` already closed `file` (guards against closing a reused descriptor).
+    private let released = Mutex(false)
 
     private init(path: String, file: FSFile) {
         self.path = path
@@ -81,9 +85,15 @@ public final class DataDirLock: Sendable {
         return DataDirLock(path: path, file: file)
     }
 
-    /// Releases the lock (closing the descriptor drops the flock).
+    /// Releases the lock (closing the descriptor drops the flock). Idempotent:
+    /// only the first call closes the descriptor, so a later call cannot close a
+    /// descriptor number the process has since reused.
     public func unlock() {
-        file.close()
+        let first = released.withLock { done -> Bool in
+            defer { done = true }
+            return !done
+        }
+        if first { file.close() }
     }
 }
 

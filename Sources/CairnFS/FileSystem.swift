@@ -72,6 +72,10 @@ public struct FileSystem: Sendable {
     }
 
     /// Creates a directory (and its parents) if missing.
+    ///
+    /// Each directory this call creates is made durable in its parent: the parent
+    /// is fsynced after the `mkdir`, so a crash cannot lose the new directory (and
+    /// with it every file later created and synced inside it).
     public func createDirectory(_ path: String, mode: UInt32 = 0o700) throws(FSError) {
         var components: [String] = []
         var current = ""
@@ -79,9 +83,10 @@ public struct FileSystem: Sendable {
             components.append(String(part))
             current = components.joined(separator: "/")
             if current.isEmpty { continue }
-            if mkdir(current, mode_t(mode)) != 0 && errno != EEXIST {
-                throw FSError(operation: "mkdir", path: current, errno: errno)
-            }
+            let r = syscalls.mkdir(current, mode)
+            if r == -EEXIST { continue }
+            if r != 0 { throw FSError(operation: "mkdir", path: current, errno: -r) }
+            try fsyncDirectory(parentDirectory(of: current))
         }
     }
 

@@ -36,6 +36,8 @@ public struct Syscalls: Sendable {
     public var unlink: @Sendable (_ path: String) -> Int32
     /// `flock(fd, op)` → 0 or -errno.
     public var flock: @Sendable (_ fd: Int32, _ operation: Int32) -> Int32
+    /// `mkdir(path, mode)` → 0 or -errno (-EEXIST when the path exists).
+    public var mkdir: @Sendable (_ path: String, _ mode: UInt32) -> Int32
 
     public init(
         open: @escaping @Sendable (String, Int32, UInt32) -> Int32,
@@ -48,7 +50,10 @@ public struct Syscalls: Sendable {
         ftruncate: @escaping @Sendable (Int32, Int64) -> Int32,
         rename: @escaping @Sendable (String, String) -> Int32,
         unlink: @escaping @Sendable (String) -> Int32,
-        flock: @escaping @Sendable (Int32, Int32) -> Int32
+        flock: @escaping @Sendable (Int32, Int32) -> Int32,
+        mkdir: @escaping @Sendable (String, UInt32) -> Int32 = { path, mode in
+            Glibc.mkdir(path, mode_t(mode)) == 0 ? 0 : -errno
+        }
     ) {
         self.open = open
         self.close = close
@@ -61,6 +66,7 @@ public struct Syscalls: Sendable {
         self.rename = rename
         self.unlink = unlink
         self.flock = flock
+        self.mkdir = mkdir
     }
 
     /// The real system calls.

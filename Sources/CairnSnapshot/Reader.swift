@@ -48,7 +48,7 @@ public final class SnapshotReader {
         let inChunk = Int(ZSTD_DStreamInSize())
         var input = [UInt8](repeating: 0, count: inChunk)
         var output = [UInt8](repeating: 0, count: Int(ZSTD_DStreamOutSize()))
-        var parser = ContentParser(path: path)
+        var parser = ContentParser(path: path, contentBytes: header.uncompressedBytes)
         var crc: UInt32 = 0
         var total: UInt64 = 0
         var readOffset = Int64(header.encodedBytes)
@@ -120,15 +120,36 @@ public final class SnapshotReader {
 }
 
 /// Incremental parser of the content stream; keeps a partial record across chunks.
+///
+/// A record's declared length is checked against `contentBytes` (the header's
+/// uncompressed size) before the parser waits for the rest of it, so a garbage
+/// length fails at once instead of buffering the remaining stream.
 struct ContentParser {
     let path: String
+    /// The content size the header declares.
+    let contentBytes: UInt64
     var carry: [UInt8] = []
     var carryStart = 0
+    /// Content offset of `carry[0]` (bytes already dropped from `carry`).
+    var carryBase: UInt64 = 0
     var records: UInt64 = 0
     var endCount: UInt64?
     var tables: [String] = []
 
-    init(path: String) { self.path = path }
+    init(path: String, contentBytes: UInt64) {
+        self.path = path
+        self.contentBytes = contentBytes
+    }
+
+    /// Throws unless a `size`-byte record at the current position ends within the content.
+    private func checkFits(_ what: String, _ size: Int) throws(SnapshotError) {
+        let offset = carryBase + UInt64(carryStart)
+        if offset + UInt64(size) > contentBytes {
+            throw .corrupt(
+                path: path,
+                reason: "\(what) record of \(size) bytes at content offset \(offset) runs past the content size the header declares (\(contentBytes) bytes)")
+        }
+    }
 
     mutating func feed(_ chunk: [UInt8], count: Int, _ body: (SnapshotItem) throws(SnapshotError) -> Void) throws(SnapshotError) {
         carry.append(contentsOf: chunk[0..<count])
@@ -145,6 +166,7 @@ struct ContentParser {
             case .table:
                 guard avail >= 5 else { break }
                 let n = u32(1)
+                try checkFits("table", 5 + n)
                 guard avail >= 5 + n else { break }
                 let name = String(decoding: carry[(carryStart + 5)..<(carryStart + 5 + n)], as: UTF8.self)
                 carryStart += 5 + n
@@ -155,6 +177,7 @@ struct ContentParser {
                 guard avail >= 9 else { break }
                 let k = u32(1)
                 let v = u32(5)
+                try checkFits("key-value", 9 + k + v)
                 guard avail >= 9 + k + v else { break }
                 let ks = carryStart + 9
                 let key = Array(carry[ks..<(ks + k)])
@@ -177,6 +200,7 @@ struct ContentParser {
         }
         if carryStart > 0 && (carryStart == carry.count || carryStart > 1 << 20) {
             carry.removeSubrange(0..<carryStart)
+            carryBase += UInt64(carryStart)
             carryStart = 0
         }
     }

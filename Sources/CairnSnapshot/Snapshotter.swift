@@ -42,6 +42,29 @@ public enum Snapshotter {
     /// `<term>-<index>.snap`, both as 16 hex digits.
     public static func fileName(term: UInt64, index: UInt64) -> String { hex16(term) + "-" + hex16(index) + ".snap" }
 
+    /// Opens `directory` for snapshots at startup: creates it if missing (durably in
+    /// its parent) and deletes the `*.snap.tmp` files a write interrupted by a crash
+    /// left behind, then fsyncs the directory. Returns the deleted names.
+    ///
+    /// Call once before the first `write` into the directory, never while a write
+    /// is in progress (its own `.snap.tmp` would be deleted under it).
+    @discardableResult
+    public static func open(directory: String, fileSystem fs: FileSystem = .live, logger: Logger) throws(SnapshotError) -> [String] {
+        var removed: [String] = []
+        do {
+            try fs.createDirectory(directory)
+            for name in try fs.listDirectory(directory) where name.hasSuffix(".snap.tmp") {
+                try fs.unlink(directory + "/" + name)
+                removed.append(name)
+            }
+            if !removed.isEmpty { try fs.fsyncDirectory(directory) }
+        } catch { throw .io(error) }
+        if !removed.isEmpty {
+            logger.warning("snapshot: removed stale temporary files", metadata: ["dir": "\(directory)", "files": "\(removed)"])
+        }
+        return removed
+    }
+
     /// Snapshot files in `directory`, oldest (lowest index) first.
     public static func list(directory: String, fileSystem: FileSystem = .live) throws(SnapshotError) -> [(name: String, term: UInt64, index: UInt64)] {
         let names: [String]

@@ -50,6 +50,25 @@ public enum WALError: Error, Equatable, Sendable, CustomStringConvertible {
     case memberMismatch(expected: UInt64, found: UInt64, segment: String)
     /// Replay was asked to start at a snapshot the log has no marker for.
     case snapshotNotFound(index: UInt64, term: UInt64)
+    /// The log does not reach back to where replay must start: with no snapshot
+    /// the log must begin with segment 0 at index 1; from snapshot S its oldest
+    /// needed segment must start at or below S+1. The entries in between were
+    /// released or deleted.
+    case logStartMissing(neededIndex: UInt64, oldestSegment: String, oldestSequence: UInt64, oldestFirstIndex: UInt64)
+    /// Replay was asked to start at snapshot `requested`, but the log holds a later
+    /// snapshot marker that jumps past its last entry (a snapshot installed from the
+    /// leader): the entries between were never in this log, so replay must start
+    /// from that marker's snapshot or a later one.
+    case snapshotSuperseded(requested: UInt64, marker: WALSnapshotMarker, lastEntryIndex: UInt64)
+    /// Replay produced entries that do not run contiguously from the snapshot
+    /// index + 1 (a defect or an undetected inconsistency; never returned to Raft).
+    case replayNotContiguous(expected: UInt64, found: UInt64)
+    /// The last hard state commits an index beyond the log's last index (entries
+    /// Raft counted as committed are missing); refused at open.
+    case hardStateBeyondLog(commit: UInt64, lastIndex: UInt64)
+    /// A record is larger than the reader accepts (`WALFormat.maxPayloadBytes`):
+    /// refused before it is written, because replay would read it back as damage.
+    case recordTooLarge(payloadBytes: Int, maxPayloadBytes: Int)
     /// The log is damaged (torn tail or corruption).
     case damaged(WALProblem)
     /// A file-system call failed.
@@ -75,6 +94,23 @@ public enum WALError: Error, Equatable, Sendable, CustomStringConvertible {
             return "WAL belongs to another member: segment \(segment) has member id \(hexID(found)), expected \(hexID(expected))"
         case .snapshotNotFound(let index, let term):
             return "WAL has no snapshot marker for index \(index) term \(term)"
+        case .logStartMissing(let needed, let segment, let sequence, let first):
+            var missing = "entries \(needed)…\(first &- 1) are missing"
+            if needed == 1 && first == 1 && sequence != 0 { missing = "segments 0…\(sequence - 1) are missing" }
+            return "WAL is missing its start: replay needs entry \(needed) onward, but the oldest segment \(segment) "
+                + "(sequence \(sequence)) starts at index \(first); \(missing) (released or deleted); "
+                + "open with the snapshot the log was released against"
+        case .snapshotSuperseded(let requested, let marker, let last):
+            return "WAL cannot replay from snapshot index \(requested): the log holds a snapshot marker at index \(marker.index) "
+                + "term \(marker.term) that jumps past its last entry \(last) (entries \(last &+ 1)…\(marker.index) were never "
+                + "in this log); open with snapshot \(marker.index) or later"
+        case .replayNotContiguous(let expected, let found):
+            return "WAL replay is not contiguous: expected entry \(expected), found entry \(found)"
+        case .hardStateBeyondLog(let commit, let last):
+            return "WAL hard state commits index \(commit), but the log ends at index \(last): "
+                + "committed entries \(last &+ 1)…\(commit) are missing"
+        case .recordTooLarge(let bytes, let max):
+            return "record payload of \(bytes) bytes exceeds the largest record the WAL reader accepts (\(max) bytes)"
         case .damaged(let problem): return "WAL damaged: \(problem)"
         case .io(let error): return "WAL I/O error: \(error)"
         case .stopped(let reason): return "WAL stopped accepting appends: \(reason)"

@@ -121,7 +121,8 @@ public enum WALFormat {
     public static let frameHeaderBytes = 24
     /// Payload bytes of a segment header record.
     static let segmentHeaderPayloadBytes = 40
-    /// The largest payload accepted (larger lengths are treated as damage).
+    /// The largest payload accepted (larger lengths are treated as damage by the
+    /// reader; appends of larger records are refused with `WALError.recordTooLarge`).
     public static let maxPayloadBytes = 512 << 20
     /// Segment file name suffix.
     public static let segmentSuffix = ".wal"

@@ -20,6 +20,9 @@ public struct WALScanResult: Sendable {
     /// Segment (index into `segments`) and offset where the valid prefix ends.
     public var validEndSegment = 0
     public var validEndOffset: Int64 = 0
+    /// Offset (in the segment of the last valid record) where that record's write
+    /// batch began: the last batch of the valid prefix is `tailBatchStart..<validEndOffset`.
+    public var tailBatchStart: Int64 = 0
     /// The chain CRC after the last valid record.
     public var chainCRC: UInt32 = 0
     /// The log's metadata (from the first metadata record).
@@ -78,13 +81,7 @@ public struct WALScanner {
         visit: (WALLocation, ScannedRecordBody) -> Void = { _, _ in }
     ) throws(WALError) -> WALScanResult {
         var all = try listSegments()
-        if let snapshotIndex {
-            // Start at the last segment whose first index is ≤ snapshotIndex: it was created
-            // before entry `snapshotIndex` was written, so it or a later one holds the marker.
-            var start = 0
-            for (i, s) in all.enumerated() where s.firstIndex <= snapshotIndex { start = i }
-            all = Array(all[start...])
-        }
+        all = Array(all[Self.startSegment(all, snapshotIndex: snapshotIndex)...])
         var result = WALScanResult()
         result.segments = all
         var totalBytes: Int64 = 0
@@ -144,6 +141,19 @@ public struct WALScanner {
             result.validEndOffset = state.segmentEnd
         }
         return result
+    }
+
+    /// Position in `segments` where replay from `snapshotIndex` starts (0 when nil).
+    ///
+    /// The last segment whose first index is ≤ snapshotIndex: it was created before
+    /// entry `snapshotIndex` was written, so it or a later one holds the marker. When
+    /// no segment qualifies this is 0, and the log does not reach back far enough:
+    /// `WAL.open` refuses that (`WALError.logStartMissing`); the scanner reads what is there.
+    public static func startSegment(_ segments: [WALSegmentFile], snapshotIndex: UInt64?) -> Int {
+        guard let snapshotIndex else { return 0 }
+        var start = 0
+        for (i, s) in segments.enumerated() where s.firstIndex <= snapshotIndex { start = i }
+        return start
     }
 
     struct ScanState {
@@ -309,6 +319,7 @@ public struct WALScanner {
                 }
             }
             visit(WALLocation(segment: segment.name, offset: Int64(offset), recordNumber: result.recordCount), body)
+            result.tailBatchStart = min(Int64(h.batchStart), Int64(offset))
             state.chain = chain
             result.chainCRC = chain
             result.recordCount += 1

@@ -126,8 +126,7 @@ public final class WAL: Sendable {
         do {
             let names = try fs.listDirectory(directory)
             if names.contains(where: { $0.hasSuffix(WALFormat.segmentSuffix) }) {
-                lock?.unlock()
-                throw WALError.invalidArgument("\(directory) already holds WAL segments")
+                throw WALError.invalidArgument("\(directory) already holds WAL segments")  // unlocked below
             }
             for name in names where name.hasSuffix(".tmp") { try fs.unlink(directory + "/" + name) }
             let tmp = directory + "/create.tmp"
@@ -175,22 +174,73 @@ public final class WAL: Sendable {
     ///
     /// Verifies every record from the segment the snapshot needs to the end. A
     /// torn tail is cut (segment copied aside first) when `repairTornTail` is set;
-    /// corruption, a foreign cluster or member, an unknown version, or a missing
-    /// snapshot marker is thrown.
+    /// corruption, a foreign cluster or member, an unknown version, a missing
+    /// snapshot marker, a log whose start is missing (`logStartMissing`), a later
+    /// snapshot marker that jumps past the log (`snapshotSuperseded`) or a hard
+    /// state committing beyond the last index (`hardStateBeyondLog`) is thrown.
+    ///
+    /// Before returning, the last write batch of the replayed tail is rewritten and
+    /// fdatasynced (and the directory fsynced): a batch written before a crash or a
+    /// failed sync may sit only in the page cache, and what replay returns must be
+    /// durable. If that fails, open fails.
     public static func open(
         directory: String, snapshot: WALSnapshotMarker? = nil, expectedMetadata: WALMetadata? = nil,
         configuration: WALConfiguration = WALConfiguration(), logger: Logger
     ) throws(WALError) -> (WAL, WALReplay) {
         let fs = configuration.fileSystem
         let lock = try takeLock(directory, configuration)
+        let opened: (WAL, WALReplay)
         do {
-            return try openLocked(
+            opened = try openLocked(
                 directory: directory, snapshot: snapshot, expectedMetadata: expectedMetadata,
                 configuration: configuration, logger: logger, lock: lock, fs: fs)
         } catch {
             lock?.unlock()
             throw error
         }
+        // From here the WAL owns the lock: `close()` releases it.
+        let (wal, replay) = opened
+        if replay.repairedTornTail != nil {
+            // The cut may have removed the tail segment's own metadata or hard state: restate them
+            // so the segment stays replayable on its own.
+            var restate: [WALRecord] = [.metadata(replay.metadata)]
+            if let hs = replay.hardState { restate.append(.hardState(hs)) }
+            do { try wal.appendAndSync(restate) } catch {
+                wal.close()
+                throw error
+            }
+        }
+        return opened
+    }
+
+    /// Throws `logStartMissing` unless the log reaches back to where replay from
+    /// `snapshotIndex` starts: segment 0 at index 1 without a snapshot, a segment
+    /// starting at or below S+1 from snapshot S.
+    static func checkLogStart(_ segments: [WALSegmentFile], snapshotIndex: UInt64?) throws(WALError) {
+        let start = segments[WALScanner.startSegment(segments, snapshotIndex: snapshotIndex)]
+        let needed = (snapshotIndex ?? 0) &+ 1
+        let ok = snapshotIndex == nil ? start.sequence == 0 && start.firstIndex == 1 : start.firstIndex <= needed
+        if !ok {
+            throw .logStartMissing(
+                neededIndex: needed, oldestSegment: start.name, oldestSequence: start.sequence,
+                oldestFirstIndex: start.firstIndex)
+        }
+    }
+
+    /// Makes the last write batch of the valid prefix durable: reads `from..<to` of
+    /// the tail segment, writes it back and fdatasyncs. Rewriting (not only syncing)
+    /// matters after a failed fdatasync: the kernel may have marked the unwritten
+    /// pages clean, and a plain sync would then write nothing.
+    static func syncReplayedTail(_ file: FSFile, from: Int64, to: Int64) throws(FSError) {
+        let count = Int(to - from)
+        if count > 0 {
+            let bytes = try file.read(at: from, count: count)
+            if bytes.count != count {
+                throw FSError(operation: "pread (tail shorter than scanned)", path: file.path, errno: EIO)
+            }
+            try file.write(bytes, at: from)
+        }
+        try file.fdatasync()
     }
 
     private static func openLocked(
@@ -198,6 +248,8 @@ public final class WAL: Sendable {
         configuration: WALConfiguration, logger: Logger, lock: DataDirLock?, fs: FileSystem
     ) throws(WALError) -> (WAL, WALReplay) {
         let scanner = WALScanner(directory: directory, fileSystem: fs)
+        // Refuse a log without its start before touching anything (no repair, no cleanup).
+        try checkLogStart(try scanner.listSegments(), snapshotIndex: snapshot?.index)
         do {
             for name in try fs.listDirectory(directory) where name.hasSuffix(".tmp") {
                 try fs.unlink(directory + "/" + name)
@@ -206,20 +258,39 @@ public final class WAL: Sendable {
         let snapIndex = snapshot?.index ?? 0
         var entries: [WALEntry] = []
         var foundMarker = snapshot == nil || snapIndex == 0
+        // The last entry index seen (including entries at or below the snapshot).
+        var lastSeen: UInt64?
+        // The first marker above both the caller's snapshot and the last entry.
+        var superseding: (marker: WALSnapshotMarker, lastEntry: UInt64)?
         var scan = try scanner.scan(fromSnapshotIndex: snapshot?.index, visit: { _, body in
-            guard case .record(let record) = body else { return }
-            switch record {
-            case .entry(let e):
+            switch body {
+            case .segmentHeader(let h):
+                if lastSeen == nil { lastSeen = h.firstIndex &- 1 }
+            case .record(.entry(let e)):
+                lastSeen = e.index
                 guard e.index > snapIndex else { return }
                 if let first = entries.first, e.index <= entries[entries.count - 1].index {
                     if e.index < first.index { entries.removeAll() } else { entries.removeSubrange(Int(e.index - first.index)...) }
                 }
                 entries.append(e)
-            case .snapshot(let s):
+            case .record(.snapshot(let s)):
                 if let snapshot, s == snapshot { foundMarker = true }
+                let last = lastSeen ?? 0
+                if s.index > last {
+                    // The log jumps to a snapshot it never held the entries of.
+                    if s.index > snapIndex && superseding == nil { superseding = (s, last) }
+                    lastSeen = s.index
+                }
             default: break
             }
         })
+        if let superseding {
+            throw .snapshotSuperseded(requested: snapIndex, marker: superseding.marker, lastEntryIndex: superseding.lastEntry)
+        }
+        // The valid prefix (which a repair keeps) must hold every entry its hard state commits.
+        if let hs = scan.hardState, hs.commit > scan.lastIndex {
+            throw .hardStateBeyondLog(commit: hs.commit, lastIndex: scan.lastIndex)
+        }
         var repaired: WALProblem?
         if let problem = scan.problem {
             guard problem.kind == .tornTail, configuration.repairTornTail else { throw .damaged(problem) }
@@ -252,9 +323,22 @@ public final class WAL: Sendable {
             }
         }
         if !foundMarker, let snapshot { throw .snapshotNotFound(index: snapshot.index, term: snapshot.term) }
+        // What Raft gets must run from snapIndex + 1 without a gap.
+        var expectedIndex = snapIndex &+ 1
+        for e in entries {
+            if e.index != expectedIndex { throw .replayNotContiguous(expected: expectedIndex, found: e.index) }
+            expectedIndex &+= 1
+        }
         let tail = scan.segments[scan.segments.count - 1]
         let file: FSFile
         do { file = try fs.open(directory + "/" + tail.name, flags: O_RDWR) } catch { throw .io(error) }
+        do {
+            try syncReplayedTail(file, from: scan.tailBatchStart, to: scan.validEndOffset)
+            try fs.fsyncDirectory(directory)
+        } catch {
+            file.close()
+            throw .io(error)
+        }
         let ctx = WriterContext(
             file: file, sequence: tail.sequence, offset: scan.validEndOffset, chain: scan.chainCRC,
             lastIndex: scan.lastIndex, hardState: scan.hardState, metadata: metadata,
@@ -266,20 +350,13 @@ public final class WAL: Sendable {
                 "lastIndex": "\(scan.lastIndex)",
             ])
         let all: [WALSegmentFile]
-        do { all = try scanner.listSegments() } catch { throw error }
+        do { all = try scanner.listSegments() } catch {
+            file.close()
+            throw error
+        }
         let wal = WAL(
             directory: directory, configuration: configuration, logger: logger, writer: ctx, segments: all,
             dirLock: lock)
-        if repaired != nil {
-            // The cut may have removed the tail segment's own metadata or hard state: restate them
-            // so the segment stays replayable on its own.
-            var restate: [WALRecord] = [.metadata(metadata)]
-            if let hs = scan.hardState { restate.append(.hardState(hs)) }
-            do { try wal.appendAndSync(restate) } catch {
-                wal.close()
-                throw error
-            }
-        }
         return (wal, WALReplay(metadata: metadata, hardState: scan.hardState, entries: entries, repairedTornTail: repaired))
     }
 
@@ -334,6 +411,13 @@ public final class WAL: Sendable {
         _ records: [WALRecord], assignIndex: (UInt64, WALEntryType, [UInt8], IndexBox)?,
         completion: @escaping @Sendable (WALError?) -> Void
     ) {
+        // The reader treats a longer payload as damage: refuse it before it is acknowledged.
+        var largest = assignIndex.map { WALRecord.entry(WALEntry(term: 0, index: 0, data: $0.2)).payloadBytes } ?? 0
+        for r in records { largest = max(largest, r.payloadBytes) }
+        if largest > WALFormat.maxPayloadBytes {
+            completion(.recordTooLarge(payloadBytes: largest, maxPayloadBytes: WALFormat.maxPayloadBytes))
+            return
+        }
         var records = records
         let rejection: WALError? = shared.withLock { s in
             if let stopped = s.stopped { return stopped }

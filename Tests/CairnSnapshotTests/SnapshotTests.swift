@@ -1,9 +1,10 @@
 import CairnBackend
 import CairnFS
-import CairnSnapshot
+@testable import CairnSnapshot
 import CairnWAL
 import Foundation
 import Logging
+import Synchronization
 import Testing
 
 private let logger: Logger = {
@@ -164,5 +165,81 @@ private func dump(_ b: MemoryBackend) throws -> [String: [[UInt8]]] {
         #expect(try Snapshotter.list(directory: snapDir).map(\.index) == [500, 600])
         #expect(segs.count == segmentsBefore - 3)
         #expect(wal.segments.count == 3)
+    }
+}
+
+@Suite struct SnapshotHousekeeping {
+    @Test func garbageKeyValueLengthFailsAtOnceInsteadOfBuffering() throws {
+        // A key-value record declaring a 256 MiB key in content the header says is 1000 bytes.
+        var parser = ContentParser(path: "x.snap", contentBytes: 1000)
+        let chunk: [UInt8] = [1, 2, 0, 0, 0, 0x6B, 0x76] + [2, 0, 0, 0, 0x10, 5, 0, 0, 0] + [UInt8](repeating: 7, count: 64)
+        var items = 0
+        do {
+            try parser.feed(chunk, count: chunk.count) { _ in items += 1 }
+            Issue.record("a record running past the declared content size must be refused at once")
+        } catch {
+            guard case .corrupt(let path, let reason) = error else { Issue.record("unexpected \(error)"); return }
+            #expect(path == "x.snap")
+            #expect(reason.contains("key-value record of \(9 + (0x10 << 24) + 5) bytes at content offset 7"), "\(reason)")
+            #expect(reason.contains("(1000 bytes)"), "\(reason)")
+        }
+        #expect(items == 1, "the table record before it was delivered")
+    }
+
+    @Test func recordsEndingExactlyAtTheDeclaredSizeParse() throws {
+        let chunk: [UInt8] = [2, 1, 0, 0, 0, 2, 0, 0, 0, 0xAA, 0xBB, 0xCC] + [3, 1, 0, 0, 0, 0, 0, 0, 0]
+        var parser = ContentParser(path: "x.snap", contentBytes: UInt64(chunk.count))
+        var values: [[UInt8]] = []
+        // Fed one byte at a time: the partial record is carried across chunks.
+        for b in chunk {
+            try parser.feed([b], count: 1) { item in
+                if case .keyValue(_, let v) = item { values.append(v) }
+            }
+        }
+        #expect(values == [[0xBB, 0xCC]])
+        #expect(parser.endCount == 1)
+    }
+
+    @Test func openRemovesStaleTemporariesAndKeepsSnapshots() throws {
+        let base = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        let dir = base + "/snap"
+        #expect(try Snapshotter.open(directory: dir, logger: logger).isEmpty)
+        #expect(FileManager.default.fileExists(atPath: dir))
+        let source = makeBackend()
+        let (path, _) = try Snapshotter.write(
+            backend: source, tables: tableNames, term: 1, index: 5, membership: [], directory: dir, logger: logger)
+        let stale = Snapshotter.fileName(term: 1, index: 9) + ".tmp"
+        #expect(FileManager.default.createFile(atPath: dir + "/" + stale, contents: Data([1, 2, 3])))
+        #expect(FileManager.default.createFile(atPath: dir + "/notes.tmp", contents: Data([1])))
+        #expect(try Snapshotter.open(directory: dir, logger: logger) == [stale])
+        let left = try FileManager.default.contentsOfDirectory(atPath: dir).sorted()
+        #expect(left == [(path as NSString).lastPathComponent, "notes.tmp"].sorted())
+    }
+
+    @Test func snapshotWriteMakesANewDirectoryDurableInItsParent() throws {
+        let base = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        let fsyncedDirs = Mutex<[String]>([])
+        let openDirs = Mutex<[Int32: String]>([:])
+        var s = Syscalls.live
+        s.open = { path, flags, mode in
+            let fd = Syscalls.live.open(path, flags, mode)
+            if fd >= 0 && flags & O_DIRECTORY != 0 { openDirs.withLock { $0[fd] = path } }
+            return fd
+        }
+        s.fsync = { fd in
+            if let p = openDirs.withLock({ $0[fd] }) { fsyncedDirs.withLock { $0.append(p) } }
+            return Syscalls.live.fsync(fd)
+        }
+        s.close = { fd in
+            openDirs.withLock { _ = $0.removeValue(forKey: fd) }
+            return Syscalls.live.close(fd)
+        }
+        _ = try Snapshotter.write(
+            backend: makeBackend(), tables: tableNames, term: 1, index: 1, membership: [], directory: base + "/member/snap",
+            fileSystem: FileSystem(syscalls: s), logger: logger)
+        let synced = fsyncedDirs.withLock { $0 }
+        #expect(synced.starts(with: [base, base + "/member"]), "\(synced)")
     }
 }
