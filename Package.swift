@@ -91,7 +91,7 @@ let package = Package(
         .executableTarget(
             name: "cairn",
             dependencies: [
-                "CairnMVCC", "CairnLMDB",
+                "CairnMVCC", "CairnLMDB", "CairnFS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CairnBackend
+import CairnFS
 import CairnLMDB
 import CairnMVCC
 import Foundation
@@ -46,7 +47,17 @@ struct Cairn: ParsableCommand {
         let logger = Logger(label: "cairn")
         let dir = dataDir ?? "\(name).cairn"
         let keyspaceDir = dir + "/member/keyspace"
-        try FileManager.default.createDirectory(atPath: dir + "/member", withIntermediateDirectories: true)
+        // Created durably (each new directory fsynced into its parent), then
+        // locked: a second server or `cairn-wal repair` on it is refused.
+        try FileSystem.live.createDirectory(dir + "/member")
+        let lock: DataDirLock
+        do {
+            lock = try DataDirLock.acquire(directory: dir, owner: "cairn")
+        } catch {
+            logger.error("\(error)")
+            throw ExitCode(1)
+        }
+        defer { lock.unlock() }
         let config = BackendConfiguration(tables: Keyspace<LMDBBackend>.tableNames, quotaBytes: quotaBackendBytes)
         let keyspace = try Keyspace(backend: try LMDBBackend(path: keyspaceDir, configuration: config))
         let stats = try keyspace.backend.stats()
