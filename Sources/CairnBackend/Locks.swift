@@ -40,7 +40,7 @@ public final class Lock: @unchecked Sendable {
 public final class LockedValue<Value>: @unchecked Sendable {
     // @unchecked: `value` is only touched with `lock` held.
     private let lock = Lock()
-    private var value: Value
+    @exclusivity(unchecked) private var value: Value
 
     public init(_ value: Value) { self.value = value }
 

@@ -303,8 +303,8 @@ final class ReaderGate: @unchecked Sendable {
     // @unchecked: all state is guarded by `mutex`.
     private var mutex = pthread_mutex_t()
     private var cond = pthread_cond_t()
-    private var readers = 0
-    private var resizing = false
+    @exclusivity(unchecked) private var readers = 0
+    @exclusivity(unchecked) private var resizing = false
 
     init() {
         pthread_mutex_init(&mutex, nil)
@@ -433,7 +433,7 @@ public final class LMDBReadTransaction: LMDBReading, @unchecked Sendable {
     // @unchecked: used by one thread at a time, by contract.
     let backend: LMDBBackend
     let txn: OpaquePointer
-    private var closed = false
+    @exclusivity(unchecked) private var closed = false
 
     init(backend: LMDBBackend, txn: OpaquePointer) {
         self.backend = backend
