@@ -38,10 +38,12 @@ struct Bench {
                 }
                 guard n.hasReady() else { continue }
                 let rd = try n.ready()
+                // The leader's appends may leave in parallel with its own log write.
+                for m in rd.messagesBeforePersist { inbox[Int(m.to - 1)].append(m) }
                 if let s = rd.snapshot { try storages[k].applySnapshot(s) }
                 try storages[k].append(rd.entries)
                 if let hs = rd.hardState { storages[k].setHardState(hs) }
-                for m in rd.messages { inbox[Int(m.to - 1)].append(m) }
+                for m in rd.messagesAfterPersist { inbox[Int(m.to - 1)].append(m) }
                 if k == 0 {
                     for e in rd.committedEntries where !e.data.isEmpty { appliedOnLeader += 1 }
                 }

@@ -245,9 +245,19 @@ final class RaftLog {
 
     func nextCommittedEntries() -> [Entry] {
         if hasPendingSnapshot { return [] }
-        let lo = max(applied + 1, firstIndex)
+        let lo = applied + 1
         if committed + 1 <= lo { return [] }
-        return slice(from: lo, to: committed + 1, maxSizeBytes: maxCommittedSizePerReadyBytes) ?? []
+        let first = firstIndex
+        if lo < first {
+            // Storage was compacted past what the state machine applied: those entries are lost.
+            halt(.storageGap(detail: "next entry to apply is \(lo) but storage starts at \(first)"))
+            return []
+        }
+        guard let es = slice(from: lo, to: committed + 1, maxSizeBytes: maxCommittedSizePerReadyBytes) else {
+            halt(.storageGap(detail: "entries from \(lo) to apply were compacted"))
+            return []
+        }
+        return es
     }
 
     func restore(_ s: Snapshot) {

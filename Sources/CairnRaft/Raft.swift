@@ -31,9 +31,15 @@ final class Raft {
     var readHeartbeatPending = false
     var readStates: [ReadState] = []
     var msgs: [Message] = []
+    /// Set when a member needs a snapshot but `Storage.snapshot()` does not list it in its
+    /// `ConfState` (surfaced as `Ready.snapshotTooOld`).
+    var snapshotTooOld = false
 
     var electionElapsed = 0
     var heartbeatElapsed = 0
+    /// Ticks since the current leadership transfer began (separate from `electionElapsed`, the
+    /// check-quorum clock, so transfer requests cannot postpone a check).
+    var transferElapsed = 0
     var randomizedElectionTimeout = 0
     let electionTimeout: Int
     let heartbeatTimeout: Int
@@ -104,8 +110,8 @@ final class Raft {
         case .vote, .preVote, .voteResp, .preVoteResp:
             precondition(m.term != 0, "vote messages carry an explicit term")
         default:
-            // Forwarded proposals and read requests keep term 0 (treated as local by the leader's
-            // term check would be wrong), so they carry our term like every other message.
+            // Every other message carries our current term, forwarded proposals, reads and
+            // transfer requests included (a stale one is then ignored by a newer-term receiver).
             m.term = term
         }
         msgs.append(m)
@@ -125,6 +131,13 @@ final class Raft {
             // The follower needs entries we compacted: send a snapshot.
             if !pr.recentActive { return false }
             guard let snap = log.snapshot(), !snap.isEmpty else { return false }
+            let cs = snap.metadata.confState
+            if !cs.voters.contains(to) && !cs.learners.contains(to) {
+                // The member joined after this snapshot was taken and would refuse it (see
+                // `restore`); sending it would loop forever. Ask the application for a newer one.
+                snapshotTooOld = true
+                return false
+            }
             pr.becomeSnapshot(snap.metadata.index)
             tracker.progress[to] = pr
             send(Message(type: .snap, to: to, snapshot: snap))
@@ -175,6 +188,7 @@ final class Raft {
         heartbeatElapsed = 0
         randomizedElectionTimeout = electionTimeout + Int(rng.next() % UInt64(electionTimeout))
         leadTransferee = 0
+        transferElapsed = 0
         tracker.votes = [:]
         let last = log.lastIndex
         let stable = log.stableLastIndex
@@ -264,10 +278,16 @@ final class Raft {
     private func tickHeartbeat() {
         heartbeatElapsed += 1
         electionElapsed += 1
+        if leadTransferee != 0 {
+            transferElapsed += 1
+            if transferElapsed >= electionTimeout {  // transfer timed out
+                leadTransferee = 0
+                transferElapsed = 0
+            }
+        }
         if electionElapsed >= electionTimeout {
             electionElapsed = 0
             if checkQuorum { _ = step(Message(type: .checkQuorum, from: id)) }
-            if role == .leader && leadTransferee != 0 { leadTransferee = 0 }  // transfer timed out
         }
         guard role == .leader else { return }
         if heartbeatElapsed >= heartbeatTimeout {
@@ -372,6 +392,9 @@ final class Raft {
                     electionElapsed = 0
                     vote = m.from
                 }
+            } else if term == 0 {
+                // Only a pre-vote can be refused at term 0 (a vote raised our term above). A
+                // refusal carries our term and 0 is not a valid term: stay silent instead.
             } else {
                 send(Message(type: respType, to: m.from, term: term, reject: true))
             }
@@ -444,14 +467,16 @@ final class Raft {
     @discardableResult
     private func handleReadIndex(_ m: Message) -> StepOutcome {
         guard m.entries.count == 1 else { return .dropped("malformed read index request") }
-        if tracker.voters == [id] {
-            respondToRead(m, index: log.committed)
-            return .ok
-        }
         if !committedEntryInCurrentTerm {
-            // Thesis §6.4 step 1: wait until an entry of this term is committed.
+            // Thesis §6.4 step 1: wait until an entry of this term is committed. This holds for a
+            // single voter too: after a restart its commit index may lag what it had committed
+            // (and a learner applied) before the crash.
             if pendingReadIndexMessages.count >= readOnly.maxPending { return .dropped("too many pending reads") }
             pendingReadIndexMessages.append(m)
+            return .ok
+        }
+        if tracker.voters == [id] {
+            respondToRead(m, index: log.committed)
             return .ok
         }
         switch readOnlyOption {
@@ -492,17 +517,20 @@ final class Raft {
             if tracker.progress[id] == nil { return .dropped("leader is not a member") }
             if leadTransferee != 0 { return .dropped("leadership transfer in progress") }
             var es = m.entries
+            var newPendingConf: UInt64? = nil
             for k in es.indices where es[k].type != .normal {
-                if pendingConfIndex > log.applied {
+                if pendingConfIndex > log.applied || newPendingConf != nil {
                     return .dropped("previous configuration change not yet applied")
                 }
                 guard let cc = ConfChange(decoding: es[k].data), validate(cc) else {
                     return .dropped("invalid configuration change")
                 }
-                pendingConfIndex = log.lastIndex + UInt64(k) + 1
+                newPendingConf = log.lastIndex + UInt64(k) + 1
                 es[k].type = .confChange
             }
             if !appendEntries(es) { return .dropped("uncommitted entries exceed maxUncommittedEntriesSizeBytes") }
+            // Only an appended conf change is pending (a dropped one must not block later ones).
+            if let p = newPendingConf { pendingConfIndex = p }
             bcastAppend()
             return .ok
         case .readIndex:
@@ -589,7 +617,7 @@ final class Raft {
             if leadTransferee == target { return .ok }
             leadTransferee = 0
             if target == id { return .ok }
-            electionElapsed = 0
+            transferElapsed = 0
             leadTransferee = target
             if pr.match == log.lastIndex {
                 send(Message(type: .timeoutNow, to: target))
@@ -670,6 +698,8 @@ final class Raft {
             f.to = lead
             msgs.append(f)  // keep `from` = requested transferee
         case .timeoutNow:
+            // Only the current leader may hand over leadership (it has caught us up first).
+            guard lead != 0 && m.from == lead else { return .ok }
             hup(transfer: true)
         case .readIndex:
             if lead == 0 { return .dropped("no leader") }

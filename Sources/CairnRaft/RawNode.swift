@@ -5,16 +5,21 @@
 /// 1. Persist `hardState` (if set), append `entries` to storage (truncating any conflicting
 ///    suffix) and install `snapshot` (if set). When `mustSync` is true these writes must be
 ///    durable (fsync) before step 2.
-/// 2. Send `messages`. Votes, vote responses and append responses promise things about the
-///    durable state of step 1, so they must not leave before it.
-///    Exception (thesis §10.2.1): on the leader, append and heartbeat messages may be sent in
-///    parallel with its own log write, because the leader only counts its own log toward commit
-///    after `advance()` confirms it is durable.
+/// 2. Send `messagesAfterPersist`. Votes, vote responses and append responses promise things
+///    about the durable state of step 1, so they must not leave before it.
+///    `messagesBeforePersist` may be sent at any time, also before or in parallel with step 1
+///    (thesis §10.2.1). The library puts a message there only when it is the leader's own
+///    append or heartbeat and this `Ready` changes neither term nor vote and carries no
+///    snapshot: the leader's term and vote are then already durable, and the leader counts its
+///    own log toward commit only after `advance()` confirms the write. Sending everything after
+///    step 1 is always correct.
 /// 3. Apply `snapshot` and then `committedEntries` to the state machine (they may include entries
 ///    from `entries`; apply only after step 1). Call `RawNode.applyConfChange` for each
 ///    conf-change entry, in order.
 /// 4. Answer `readStates`: a read may be served once the state machine has applied `index`.
-/// 5. Call `advance()`.
+/// 5. If `snapshotTooOld` is set, take a new snapshot at the applied index with the current
+///    `ConfState` (see `Storage.snapshot()`).
+/// 6. Call `advance()`.
 public struct Ready: Sendable {
     /// Set when the role or leader changed since the previous `Ready`.
     public var softState: SoftState?
@@ -27,14 +32,26 @@ public struct Ready: Sendable {
     public var snapshot: Snapshot?
     /// Committed entries to apply, bounded by `Config.maxCommittedSizePerReadyBytes`.
     public var committedEntries: [Entry] = []
-    /// Messages to send (see the ordering contract above).
-    public var messages: [Message] = []
+    /// Messages that may be sent before (or in parallel with) persisting this `Ready`: only the
+    /// leader's appends and heartbeats, and only when this `Ready` changes neither term nor vote
+    /// and carries no snapshot. See the ordering contract above.
+    public var messagesBeforePersist: [Message] = []
+    /// Messages that must not be sent before `hardState`, `entries` and `snapshot` of this
+    /// `Ready` are persisted (durable when `mustSync`).
+    public var messagesAfterPersist: [Message] = []
+    /// The leader needs to send a snapshot to a member that the `ConfState` of
+    /// `Storage.snapshot()` does not list (the member was added after that snapshot was taken),
+    /// so the member would refuse it. The leader does not send it; it keeps probing the member
+    /// and raises this flag again until `Storage.snapshot()` returns a newer snapshot. The
+    /// application should take one at its applied index with its current `ConfState`.
+    public var snapshotTooOld: Bool = false
     /// Whether step 1 must be synchronously durable.
     public var mustSync: Bool = false
 
     public var isEmpty: Bool {
         softState == nil && hardState == nil && readStates.isEmpty && entries.isEmpty && snapshot == nil
-            && committedEntries.isEmpty && messages.isEmpty
+            && committedEntries.isEmpty && messagesBeforePersist.isEmpty && messagesAfterPersist.isEmpty
+            && !snapshotTooOld
     }
 }
 
@@ -125,6 +142,8 @@ public final class RawNode {
 
     /// Requests a linearizable read. The answer arrives as a `ReadState` with the same context in
     /// a later `Ready`. Reads issued between two `ready()` calls share one heartbeat round.
+    /// `context` must be unique among outstanding reads: requests with an equal context are
+    /// folded into one and answered by a single `ReadState`.
     public func readIndex(_ context: [UInt8]) throws {
         try run(Message(type: .readIndex, from: 0, entries: [Entry(data: context)]))
     }
@@ -166,7 +185,9 @@ public final class RawNode {
         _ = raft.step(Message(type: .unreachable, from: id))
     }
 
-    /// Result of sending a snapshot to `id`.
+    /// Result of sending a snapshot to `id`. Every `snap` message handed to the transport must
+    /// be reported (`.failed` if it was dropped): until then the leader keeps `id` in snapshot
+    /// state and sends it nothing.
     public func reportSnapshot(_ id: UInt64, status: SnapshotStatus) throws {
         try check()
         _ = raft.step(Message(type: .snapStatus, from: id, reject: status == .failed))
@@ -178,6 +199,7 @@ public final class RawNode {
         let hs = raft.hardState
         if hs != prevHard { return true }
         if !raft.msgs.isEmpty || raft.readHeartbeatPending || !raft.readStates.isEmpty { return true }
+        if raft.snapshotTooOld { return true }
         if !raft.log.unstable.entries.isEmpty || raft.log.hasPendingSnapshot { return true }
         return raft.log.hasNextCommittedEntries()
     }
@@ -195,11 +217,25 @@ public final class RawNode {
         rd.entries = raft.log.unstable.entries
         rd.snapshot = raft.log.unstable.snapshot
         rd.committedEntries = raft.log.nextCommittedEntries()
-        rd.messages = raft.msgs
+        let termOrVoteChanged = hs.term != prevHard.term || hs.vote != prevHard.vote
+        // Thesis §10.2.1: the leader may replicate in parallel with its own log write, but only
+        // when its term and vote are already durable (a leader elected inside this very Ready,
+        // e.g. a single voter winning in tick(), could otherwise crash, restart at the old term,
+        // win that term again and write different entries at the same (index, term)).
+        let early = raft.role == .leader && !termOrVoteChanged && rd.snapshot == nil
+        for m in raft.msgs {
+            if early && (m.type == .app || m.type == .heartbeat) {
+                rd.messagesBeforePersist.append(m)
+            } else {
+                rd.messagesAfterPersist.append(m)
+            }
+        }
         raft.msgs = []
         rd.readStates = raft.readStates
         raft.readStates = []
-        rd.mustSync = !rd.entries.isEmpty || rd.snapshot != nil || hs.term != prevHard.term || hs.vote != prevHard.vote
+        rd.snapshotTooOld = raft.snapshotTooOld
+        raft.snapshotTooOld = false
+        rd.mustSync = !rd.entries.isEmpty || rd.snapshot != nil || termOrVoteChanged
         try check()
         inFlight = rd
         return rd

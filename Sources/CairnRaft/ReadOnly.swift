@@ -4,7 +4,9 @@ public enum ReadOnlyOption: Sendable {
     case safe
     /// Lease-based (thesis §6.4.1): answer from the leader's lease without a round trip. Only safe
     /// if clock drift between nodes is bounded (a deposed leader may otherwise still answer within
-    /// what it believes is its lease). Requires `checkQuorum`.
+    /// what it believes is its lease). Even then a partitioned leader answers stale reads for up
+    /// to about two election timeouts, and a leadership transfer's election overrides the lease.
+    /// Requires `checkQuorum`.
     case leaseBased
 }
 
@@ -25,7 +27,8 @@ struct ReadOnlyQueue {
     var count: Int { queue.count }
     var lastContext: [UInt8]? { queue.last }
 
-    /// Returns false if the queue is full (the read is dropped).
+    /// Returns false if the queue is full (the read is dropped). A context already queued is
+    /// folded into the existing request (callers must use unique contexts).
     mutating func add(index: UInt64, request: Message, context: [UInt8]) -> Bool {
         if status[context] != nil { return true }
         if queue.count >= maxPending { return false }

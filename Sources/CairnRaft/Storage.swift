@@ -30,6 +30,12 @@ public protocol Storage: AnyObject {
     /// Index of the last entry (the snapshot index if the log is empty).
     func lastIndex() throws -> UInt64
     /// The most recent snapshot. May throw `.snapshotTemporarilyUnavailable`.
+    ///
+    /// Its `metadata.confState` must be the configuration as of `metadata.index` (the result of
+    /// the last conf change at or below that index), never a later one. A member added after the
+    /// snapshot's index is not listed and would refuse the snapshot, so the leader does not send
+    /// it and raises `Ready.snapshotTooOld` instead: the application must then take a new
+    /// snapshot (at its applied index, with its current `ConfState`) for that member to catch up.
     func snapshot() throws -> Snapshot
 }
 
@@ -37,6 +43,9 @@ public protocol Storage: AnyObject {
 public final class MemoryStorage: Storage {
     public private(set) var hardState = HardState()
     public private(set) var snapshotValue = Snapshot()
+    /// Configuration as of the last applied conf change (or snapshot); returned by `initialState`.
+    /// Kept apart from `snapshotValue`, whose `ConfState` belongs to the snapshot's index.
+    public private(set) var confState = ConfState()
     /// `ents[0]` is a dummy entry holding the snapshot index and term.
     private var ents: [Entry] = [Entry()]
 
@@ -46,16 +55,18 @@ public final class MemoryStorage: Storage {
     public convenience init(voters: [UInt64], learners: [UInt64] = []) {
         self.init()
         snapshotValue.metadata.confState = ConfState(voters: voters, learners: learners)
+        confState = snapshotValue.metadata.confState
     }
 
     public func initialState() throws -> (hardState: HardState, confState: ConfState) {
-        (hardState, snapshotValue.metadata.confState)
+        (hardState, confState)
     }
 
     public func setHardState(_ hs: HardState) { hardState = hs }
 
-    /// Records the configuration as of a conf change (so a restart sees it).
-    public func setConfState(_ cs: ConfState) { snapshotValue.metadata.confState = cs }
+    /// Records the configuration as of an applied conf change (so a restart sees it). Does not
+    /// touch the stored snapshot, whose `ConfState` stays the one as of its index.
+    public func setConfState(_ cs: ConfState) { confState = cs }
 
     private var offset: UInt64 { ents[0].index }
 
@@ -93,17 +104,21 @@ public final class MemoryStorage: Storage {
             throw StorageError.snapshotOutOfDate
         }
         snapshotValue = snap
+        confState = snap.metadata.confState
         ents = [Entry(term: snap.metadata.term, index: snap.metadata.index)]
     }
 
     /// Makes a snapshot at `index` (which must be applied) and returns it. Does not compact.
+    /// `confState` must be the configuration as of `index` (what `applyConfChange` returned for
+    /// the last conf change at or below it); nil means the one last recorded by `setConfState`,
+    /// which is only right when no conf change above `index` has been applied.
     @discardableResult
-    public func createSnapshot(index: UInt64, confState: ConfState?, data: [UInt8]) throws -> Snapshot {
+    public func createSnapshot(index: UInt64, confState cs: ConfState?, data: [UInt8]) throws -> Snapshot {
         if index <= snapshotValue.metadata.index { throw StorageError.snapshotOutOfDate }
         guard index <= ents.last!.index else { throw StorageError.unavailable }
         snapshotValue.metadata.index = index
         snapshotValue.metadata.term = ents[Int(index - offset)].term
-        if let cs = confState { snapshotValue.metadata.confState = cs }
+        snapshotValue.metadata.confState = cs ?? confState
         snapshotValue.data = data
         return snapshotValue
     }

@@ -87,7 +87,7 @@ final class ScriptRunner {
             for rs in rd.readStates {
                 emit("    read-state: index=\(rs.index) ctx=\(String(decoding: rs.requestContext, as: UTF8.self))")
             }
-            for m in rd.messages { emit("    send: " + Self.describe(m)) }
+            for m in rd.allMessages { emit("    send: " + Self.describe(m)) }
             if let s = rd.snapshot {
                 try p.storage.applySnapshot(s)
                 p.appliedIndex = s.metadata.index
@@ -104,7 +104,7 @@ final class ScriptRunner {
                 }
             }
             try p.node.advance()
-            c.inFlight.append(contentsOf: rd.messages)
+            c.inFlight.append(contentsOf: rd.allMessages)
         }
         return any
     }

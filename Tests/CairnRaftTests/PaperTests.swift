@@ -101,7 +101,7 @@ struct PaperTests {
         try n.step(Message(type: .vote, to: 1, from: 2, term: 1, logTerm: 0, index: 0))
         try n.step(Message(type: .vote, to: 1, from: 3, term: 1, logTerm: 0, index: 0))
         try n.step(Message(type: .vote, to: 1, from: 2, term: 1, logTerm: 0, index: 0))
-        let rs = try n.ready().messages.filter { $0.type == .voteResp }
+        let rs = try n.ready().allMessages.filter { $0.type == .voteResp }
         #expect(rs.map(\.to) == [2, 3, 2])
         #expect(rs.map(\.reject) == [false, true, false])
         #expect(n.raft.vote == 2)
@@ -204,7 +204,7 @@ struct PaperTests {
         let n = try RawNode(config: cfg(1), storage: s)
         try n.step(Message(type: .app, to: 1, from: 2, term: 3, logTerm: 3, index: 2, entries: [Entry(term: 3, index: 3)]))
         try n.step(Message(type: .app, to: 1, from: 2, term: 3, logTerm: 3, index: 5, entries: [Entry(term: 3, index: 6)]))
-        let rs = try n.ready().messages.filter { $0.type == .appResp }
+        let rs = try n.ready().allMessages.filter { $0.type == .appResp }
         #expect(rs.count == 2 && rs.allSatisfy(\.reject))
         #expect(rs[0].rejectHint == 2 && rs[0].logTerm == 2, "fast back-off: our last index with term <= 3")
         #expect(rs[1].rejectHint == 2, "prev index beyond our log: hint is our last index")
@@ -283,7 +283,7 @@ struct PaperTests {
             st.setHardState(HardState(term: 2))
             let n = try RawNode(config: cfg(1), storage: st)
             try n.step(Message(type: .vote, to: 1, from: 2, term: 3, logTerm: logTerm, index: index))
-            let r = try n.ready().messages.first { $0.type == .voteResp }
+            let r = try n.ready().allMessages.first { $0.type == .voteResp }
             #expect(r?.reject == !grant, "candidate last (\(index), term \(logTerm))")
         }
         _ = s
@@ -440,7 +440,7 @@ struct PaperTests {
         #expect(restarted.raft.term == 1 && restarted.raft.vote == 2)
         // It must not vote for someone else in the same term after the restart.
         try restarted.step(Message(type: .vote, to: 1, from: 3, term: 1, logTerm: 1, index: 1))
-        #expect(try restarted.ready().messages.first { $0.type == .voteResp }?.reject == true)
+        #expect(try restarted.ready().allMessages.first { $0.type == .voteResp }?.reject == true)
     }
 
     @Test("§5.2 A candidate rejects AppendEntries with a smaller term and stays candidate")

@@ -86,14 +86,23 @@ final class Simulation {
     var pendingReads: [[UInt8]: UInt64] = [:]
     var readCounter: UInt64 = 0
     var proposalCounter: UInt64 = 0
-    var stats = (proposals: 0, confChanges: 0, transfers: 0, crashes: 0, reads: 0, snapshots: 0, readsAnswered: 0, readsDropped: 0, snapsDelivered: 0, leaderWritesDeferred: 0)
+    var stats = (proposals: 0, confChanges: 0, transfers: 0, crashes: 0, reads: 0, snapshots: 0, readsAnswered: 0, readsDropped: 0, snapsDelivered: 0, leaderWritesDeferred: 0, snapshotsRequested: 0)
 
     init(seed: UInt64, trace: Bool = false) throws {
         self.seed = seed
         self.trace = trace
         rng = SplitMix64(seed: seed)
-        let n = UInt64(3 + 2 * (rng.next() % 2))  // 3 or 5 voters
-        bootstrap = ConfState(voters: Array(1...n))
+        // 3 or 5 voters, or a single voter with one or two learners (a single voter wins inside
+        // tick() without a vote round, so its term, vote, entries and appends share one Ready).
+        let shape = rng.next() % 4
+        let n: UInt64
+        if shape == 0 {
+            n = 2 + rng.next() % 2
+            bootstrap = ConfState(voters: [1], learners: Array(2...n))
+        } else {
+            n = UInt64(3 + 2 * (shape % 2))
+            bootstrap = ConfState(voters: Array(1...n))
+        }
         nextSpareID = n + 1
         dropPercent = rng.next() % 10
         dupPercent = rng.next() % 6
@@ -159,11 +168,17 @@ final class Simulation {
             stats.crashes += 1
             return
         }
-        // The leader may send its appends in parallel with its own log write (Ready contract):
-        // sometimes send now and persist only after the next delivery round, so follower acks
-        // arrive before the leader's own write is durable; sometimes crash in between.
-        if faults && node.raft.role == .leader && rd.snapshot == nil && chance(50) {
-            for m in rd.messages { send(m, faults: faults) }
+        // `messagesBeforePersist` may leave in parallel with the log write (Ready contract):
+        // sometimes send them now and persist only after a later delivery round, so follower
+        // acks arrive before the leader's own write is durable; sometimes crash in between.
+        if faults && !rd.messagesBeforePersist.isEmpty && chance(50) {
+            // Cross-check the library: early messages only when term and vote are durable.
+            let durable = n.storage.hardState
+            if let hs = rd.hardState, hs.term != durable.term || hs.vote != durable.vote {
+                throw fail("node \(n.id): messages before persisting a term/vote change \(durable) -> \(hs)")
+            }
+            if rd.snapshot != nil { throw fail("node \(n.id): messages before persisting a snapshot") }
+            for m in rd.messagesBeforePersist { send(m, faults: faults) }
             n.pending = rd
             stats.leaderWritesDeferred += 1
             return
@@ -173,6 +188,8 @@ final class Simulation {
 
     func finishReady(_ n: SimNode, _ node: RawNode, _ rd: Ready, sent: Bool, faults: Bool) throws {
         if let s = rd.snapshot {
+            let old = try n.storage.snapshot().metadata.index
+            log("node \(n.id) installs snapshot \(s.metadata.index) over \(old) applied \(n.appliedIndex)")
             try n.storage.applySnapshot(s)
         }
         try n.storage.append(rd.entries)
@@ -183,7 +200,8 @@ final class Simulation {
             stats.crashes += 1
             return
         }
-        if !sent { for m in rd.messages { send(m, faults: faults) } }
+        if !sent { for m in rd.messagesBeforePersist { send(m, faults: faults) } }
+        for m in rd.messagesAfterPersist { send(m, faults: faults) }
         if let s = rd.snapshot {
             let h = s.data.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
             guard Int(s.metadata.index) < appliedHash.count, appliedHash[Int(s.metadata.index)] == h else {
@@ -206,7 +224,14 @@ final class Simulation {
         if !n.alive { return }
         // Compaction: keep the log short so snapshots get exercised.
         let first = try n.storage.firstIndex()
-        if n.appliedIndex > first + 15 && chance(30) {
+        let snapIndex = try n.storage.snapshot().metadata.index
+        if rd.snapshotTooOld && n.appliedIndex > snapIndex {
+            // The leader cannot catch up a member added after our latest snapshot: take a new one.
+            var d = [UInt8](repeating: 0, count: 8)
+            withUnsafeBytes(of: n.smHash) { d = Array($0) }
+            try n.storage.createSnapshot(index: n.appliedIndex, confState: n.confState, data: d)
+            stats.snapshotsRequested += 1
+        } else if n.appliedIndex > first + 15 && n.appliedIndex > snapIndex && chance(30) {
             var d = [UInt8](repeating: 0, count: 8)
             withUnsafeBytes(of: n.smHash) { d = Array($0) }
             try n.storage.createSnapshot(index: n.appliedIndex, confState: n.confState, data: d)
@@ -218,6 +243,10 @@ final class Simulation {
     func apply(_ n: SimNode, _ e: Entry) throws {
         guard e.index == n.appliedIndex + 1 else {
             throw fail("node \(n.id) applied index \(e.index) after \(n.appliedIndex)")
+        }
+        // Only durable entries may be applied (step 3 of the contract comes after step 1).
+        guard (try? n.storage.term(at: e.index)) == e.term else {
+            throw fail("node \(n.id) applied (\(e.index), term \(e.term)) which is not durable in its storage")
         }
         var h = n.smHash &* 0x100_0000_01B3
         h ^= e.term &+ UInt64(e.data.count) &* 31
@@ -448,15 +477,20 @@ final class Simulation {
 
     func step(faults: Bool) throws {
         round += 1
+        var afterTick = 0
         if faults {
             let actions = Int(rng.next() % 3)
-            for _ in 0..<actions { try randomAction() }
+            // Some actions land between tick() and ready(), e.g. a proposal to a node that has
+            // just won an election inside tick() (so one Ready carries term, vote and entries).
+            afterTick = actions == 0 ? 0 : Int(rng.next() % UInt64(actions + 1))
+            for _ in 0..<(actions - afterTick) { try randomAction() }
             if !cut.isEmpty && round >= partitionHealsAt {
                 log("heal")
                 cut = []
             }
         }
         for n in live { try n.node!.tick() }
+        for _ in 0..<afterTick { try randomAction() }
         for n in live { try handleReady(n, faults: faults) }
         try deliver()
         for n in live { try handleReady(n, faults: faults) }
@@ -465,6 +499,14 @@ final class Simulation {
 
     /// Runs `faultRounds` of chaos, then heals everything and requires progress.
     func run(faultRounds: Int, livenessRounds: Int) throws {
+        do { try runUnchecked(faultRounds: faultRounds, livenessRounds: livenessRounds) } catch let e as SimFailure {
+            throw e
+        } catch {
+            throw fail("unexpected error: \(error)")  // keep the seed for the replay
+        }
+    }
+
+    private func runUnchecked(faultRounds: Int, livenessRounds: Int) throws {
         for _ in 0..<faultRounds { try step(faults: true) }
         // Faults stop: heal, restart everyone, require a fresh proposal to be applied everywhere.
         cut = []

@@ -11,6 +11,9 @@ final class Peer {
     var appliedIndex: UInt64 = 0
     var readStates: [ReadState] = []
     var confState: ConfState
+    /// How many Readies carried `snapshotTooOld`, and whether to answer them with a new snapshot.
+    var snapshotRequests = 0
+    var answerSnapshotRequests = true
 
     init(id: UInt64, storage: MemoryStorage, config: Config) throws {
         self.id = id
@@ -49,9 +52,18 @@ final class Peer {
             }
         }
         readStates.append(contentsOf: rd.readStates)
+        if rd.snapshotTooOld { snapshotRequests += 1 }
+        if try rd.snapshotTooOld && answerSnapshotRequests && appliedIndex > storage.snapshot().metadata.index {
+            try storage.createSnapshot(index: appliedIndex, confState: confState, data: [])
+        }
         try node.advance()
-        return rd.messages
+        return rd.allMessages
     }
+}
+
+extension Ready {
+    /// Every message of this Ready (sending all of them after persisting is always correct).
+    var allMessages: [Message] { messagesBeforePersist + messagesAfterPersist }
 }
 
 /// A small in-memory network for the paper and interaction tests.
