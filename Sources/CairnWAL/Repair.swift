@@ -77,7 +77,10 @@ public enum WALRepair {
     }
 
     /// The entry indexes stored after the valid prefix that a truncation would drop:
-    /// every frame that is intact on its own from the damage to the end of the log.
+    /// every frame that is intact on its own from the damage to the end of the log,
+    /// and every index between the last valid entry and the highest of those (the
+    /// damaged frames themselves, whose index cannot be read but which a
+    /// contiguous log must have held).
     public static func indexesAfterDamage(
         directory: String, scan: WALScanResult, fileSystem: FileSystem = .live
     ) throws(WALError) -> [UInt64] {
@@ -102,7 +105,10 @@ public enum WALRepair {
                 }
             }
         }
-        return indexes
+        if let highest = indexes.max(), highest > scan.lastIndex {
+            indexes += Array((scan.lastIndex + 1)...highest)
+        }
+        return Array(Set(indexes)).sorted()
     }
 
     /// Formats sorted-or-not indexes as compact ranges: "5-9, 12".

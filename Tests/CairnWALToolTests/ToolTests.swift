@@ -177,7 +177,8 @@ private func segment(_ dir: String) -> String {
         #expect(FileManager.default.fileExists(atPath: seg + ".broken"))
         #expect(try tool(["verify", dir]).status == 0)
 
-        // Mid-log corruption: flip a byte inside entry 15's frame.
+        // Mid-log corruption: flip a byte inside entry 15's frame; 15 itself is lost with
+        // everything after it, and the tool must name it although its frame is unreadable.
         var target: WALLocation?
         _ = try WALScanner(directory: dir).scan(visit: { loc, body in
             if case .record(.entry(let e)) = body, e.index == 15 { target = loc }
@@ -193,11 +194,11 @@ private func segment(_ dir: String) -> String {
         let refused = try tool(["repair", dir])
         #expect(refused.status == 2)
         #expect(refused.out.contains("refusing"))
-        #expect(refused.out.contains("entries that a cut would drop: 16-31"), "\(refused.out)")
+        #expect(refused.out.contains("entries that a cut would drop: 15-31 (17 entries)"), "\(refused.out)")
         #expect([UInt8](FileManager.default.contents(atPath: seg)!) == bytes, "a refused repair changes nothing")
         let cut = try tool(["repair", dir, "--truncate-at-corruption"])
         #expect(cut.status == 0, "\(cut.out)\(cut.err)")
-        #expect(cut.out.contains("WILL LOSE entries: 16-31 (16 entries)"), "\(cut.out)")
+        #expect(cut.out.contains("WILL LOSE entries: 15-31 (17 entries)"), "\(cut.out)")
         #expect(cut.out.contains("last-index=14"))
         #expect(FileManager.default.fileExists(atPath: seg + ".broken.1"))
     }
