@@ -221,6 +221,23 @@ private func segment(_ dir: String) -> String {
         #expect(!FileManager.default.fileExists(atPath: empty + "/LOCK"), "no LOCK file is left in a foreign directory")
     }
 
+    /// The server locks its data dir (`<data-dir>/LOCK`); the WAL lives in
+    /// `<data-dir>/member/wal`. The tool must refuse while the server runs.
+    @Test func refusesAWALInsideALockedDataDir() throws {
+        let dataDir = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dataDir) }
+        let walDir = dataDir + "/member/wal"
+        try FileManager.default.createDirectory(atPath: walDir, withIntermediateDirectories: true)
+        try makeLog(walDir)
+        let server = try DataDirLock.acquire(directory: dataDir, owner: "cairn")
+        let refused = try tool(["repair", walDir])
+        server.unlock()
+        #expect(refused.status == 3)
+        #expect(refused.err.contains("\(dataDir)/LOCK is locked by pid"), "\(refused.err)")
+        // Once the server is gone, the tool works.
+        #expect(try tool(["repair", walDir]).status == 0)
+    }
+
     @Test func snapshotInfoAndVerify() throws {
         let dir = tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }

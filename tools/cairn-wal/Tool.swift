@@ -46,6 +46,26 @@ func lockDirectory(_ dir: String) throws -> DataDirLock {
         stderrLine("cairn-wal: \(error)")
         throw ExitCode(Status.refused)
     }
+    // A server holds the LOCK of its data dir (`<data-dir>/LOCK`), and the WAL
+    // lives below it (`<data-dir>/member/wal`): refuse while any enclosing
+    // directory's existing LOCK is held too. Held until the process exits.
+    var components: [Substring] = []
+    if let real = realpath(dir, nil) {
+        components = String(cString: real).split(separator: "/")
+        free(real)
+    }
+    for _ in 0..<3 {
+        guard components.count > 1 else { break }
+        components.removeLast()
+        let ancestor = "/" + components.joined(separator: "/")
+        guard access(ancestor + "/" + DataDirLock.fileName, F_OK) == 0 else { continue }
+        do {
+            heldAncestorLocks.append(try DataDirLock.acquire(directory: ancestor, owner: "cairn-wal"))
+        } catch {
+            stderrLine("cairn-wal: refusing to touch \(dir): \(error)")
+            throw ExitCode(Status.refused)
+        }
+    }
     do {
         return try DataDirLock.acquire(directory: dir, owner: "cairn-wal")
     } catch {
@@ -53,6 +73,9 @@ func lockDirectory(_ dir: String) throws -> DataDirLock {
         throw ExitCode(Status.refused)
     }
 }
+
+/// Locks of enclosing data dirs taken by `lockDirectory`, kept until exit.
+nonisolated(unsafe) var heldAncestorLocks: [DataDirLock] = []
 
 /// A progress bar on stderr for large logs (only when stderr is a terminal or forced).
 struct ProgressBar {
