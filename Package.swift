@@ -17,6 +17,7 @@ let package = Package(
         .executable(name: "cairn-wal", targets: ["cairn-wal"]),
         .executable(name: "cairn-wal-bench", targets: ["WALBench"]),
         .executable(name: "cairn-raft-bench", targets: ["RaftBench"]),
+        .executable(name: "cairn-grpc-bench", targets: ["GRPCBench"]),
         .library(name: "CairnRaft", targets: ["CairnRaft"]),
         .library(name: "CairnMVCC", targets: ["CairnMVCC"]),
     ],
@@ -24,6 +25,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.28.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-nio-http2", from: "1.35.0"),
     ],
     targets: [
         // System libraries (Debian: liblmdb-dev, libzstd-dev).
@@ -39,6 +42,19 @@ let package = Package(
             name: "CairnProto",
             dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
             exclude: ["proto"]),
+
+        // The client API's transport: gRPC served directly on swift-nio-http2,
+        // frames handled on the connection channel (no channel per stream).
+        .target(
+            name: "CairnGRPC",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
 
         // Storage.
         .target(name: "CairnBackend", swiftSettings: strict),
@@ -113,7 +129,30 @@ let package = Package(
             name: "RaftBench", dependencies: ["CairnRaft", "CMallocCounter"], path: "Benchmarks/RaftBench",
             swiftSettings: strict),
 
+        .executableTarget(
+            name: "GRPCBench",
+            dependencies: [
+                "CairnGRPC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
+            ],
+            path: "Benchmarks/GRPCBench",
+            swiftSettings: strict),
+
         // Tests.
+        .testTarget(
+            name: "CairnGRPCTests",
+            dependencies: [
+                "CairnGRPC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
+            ],
+            swiftSettings: strict),
         .testTarget(
             name: "CairnRaftTests", dependencies: ["CairnRaft"], resources: [.copy("testdata")],
             swiftSettings: strict),

@@ -1,0 +1,97 @@
+import NIOCore
+
+/// Incremental decoder of gRPC length-prefixed messages (1-byte compressed flag + 4-byte big-endian length).
+///
+/// When a whole message lies within one appended buffer it is returned as a slice of that buffer
+/// (no copy); only messages split across DATA frames are accumulated. Memory per stream is bounded
+/// by `maxMessageBytes` plus one frame, because the length is checked as soon as the prefix arrives.
+public struct GRPCMessageDecoder: Sendable {
+    /// The largest accepted message payload (excluding the 5-byte prefix).
+    public let maxMessageBytes: Int
+    private var buffer: ByteBuffer?
+
+    public init(maxMessageBytes: Int) {
+        self.maxMessageBytes = maxMessageBytes
+    }
+
+    /// True when bytes of an incomplete message are buffered.
+    public var hasPartialMessage: Bool { (self.buffer?.readableBytes ?? 0) > 0 }
+
+    /// Appends received DATA frame bytes.
+    public mutating func append(_ data: ByteBuffer) {
+        if var existing = self.buffer, existing.readableBytes > 0 {
+            self.buffer = nil  // drop our reference first so the write below does not copy-on-write
+            existing.writeImmutableBuffer(data)
+            self.buffer = existing
+        } else {
+            self.buffer = data
+        }
+    }
+
+    /// Returns the next complete message, `nil` if more bytes are needed, or throws a `GRPCStatus`.
+    ///
+    /// A set compressed flag throws `INTERNAL` (no compression is ever negotiated by this server);
+    /// an oversized length throws `RESOURCE_EXHAUSTED`.
+    public mutating func next() throws(GRPCStatus) -> ByteBuffer? {
+        guard var buf = self.buffer, buf.readableBytes >= 5 else { return nil }
+        let flag = buf.getInteger(at: buf.readerIndex, as: UInt8.self)!
+        let length = Int(buf.getInteger(at: buf.readerIndex + 1, as: UInt32.self)!)
+        if flag != 0 {
+            throw GRPCStatus(.internal, "grpc: compressed flag set with identity or empty encoding")
+        }
+        if length > self.maxMessageBytes {
+            throw GRPCStatus(
+                .resourceExhausted,
+                "grpc: received message larger than max (\(length) vs. \(self.maxMessageBytes))")
+        }
+        guard buf.readableBytes >= 5 + length else { return nil }
+        self.buffer = nil
+        buf.moveReaderIndex(forwardBy: 5)
+        let message = buf.readSlice(length: length)!
+        if buf.readableBytes > 0 { self.buffer = buf }
+        return message
+    }
+}
+
+/// Encoding of outbound gRPC length-prefixed messages.
+public enum GRPCMessageFraming {
+    /// Returns `message` with the 5-byte uncompressed prefix, allocated from `allocator`.
+    public static func frame(_ message: ByteBuffer, allocator: ByteBufferAllocator) -> ByteBuffer {
+        var out = allocator.buffer(capacity: 5 + message.readableBytes)
+        out.writeInteger(UInt8(0))
+        out.writeInteger(UInt32(message.readableBytes))
+        out.writeImmutableBuffer(message)
+        return out
+    }
+}
+
+/// Parsing of the `grpc-timeout` request header.
+public enum GRPCTimeout {
+    /// Parses `grpc-timeout` ("1-8 ASCII digits" followed by one of `H M S m u n`), or `nil` if malformed.
+    public static func parse(_ value: String) -> TimeAmount? {
+        let bytes = value.utf8
+        guard bytes.count >= 2, bytes.count <= 9 else { return nil }
+        var amount: Int64 = 0
+        var digits = 0
+        var unit: UInt8 = 0
+        for (i, b) in bytes.enumerated() {
+            if i == bytes.count - 1 {
+                unit = b
+            } else {
+                guard b >= 0x30 && b <= 0x39 else { return nil }
+                amount = amount * 10 + Int64(b - 0x30)
+                digits += 1
+            }
+        }
+        guard digits >= 1 else { return nil }
+        switch unit {
+        case UInt8(ascii: "H"): return .hours(amount)
+        case UInt8(ascii: "M"): return .minutes(amount)
+        case UInt8(ascii: "S"): return .seconds(amount)
+        case UInt8(ascii: "m"): return .milliseconds(amount)
+        case UInt8(ascii: "u"): return .microseconds(amount)
+        case UInt8(ascii: "n"): return .nanoseconds(amount)
+        default: return nil
+        }
+    }
+}
