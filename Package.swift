@@ -56,6 +56,17 @@ let package = Package(
             ],
             swiftSettings: strict),
 
+        // The etcd v3 API services, mapped onto one narrow server protocol.
+        .target(
+            name: "CairnAPI",
+            dependencies: [
+                "CairnProto", "CairnMVCC", "CairnBackend", "CairnGRPC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+
         // Storage.
         .target(name: "CairnBackend", swiftSettings: strict),
         .target(name: "CairnLMDB", dependencies: ["CairnBackend", "CLMDB"], swiftSettings: strict),
@@ -151,6 +162,17 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
                 .product(name: "NIOHPACK", package: "swift-nio-http2"),
+            ],
+            swiftSettings: strict),
+        .testTarget(
+            name: "CairnAPITests",
+            dependencies: [
+                "CairnAPI", "CairnProto", "CairnMVCC", "CairnBackend", "CairnGRPC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: strict),
         .testTarget(

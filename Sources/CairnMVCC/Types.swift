@@ -99,6 +99,13 @@ public struct RangeResponse: Sendable, Equatable {
     public var more: Bool
     /// How many keys are in the range at the requested revision.
     public var count: Int64
+
+    public init(revision: Int64, kvs: [KeyValue], more: Bool, count: Int64) {
+        self.revision = revision
+        self.kvs = kvs
+        self.more = more
+        self.count = count
+    }
 }
 
 /// etcd's `PutRequest`.
@@ -128,6 +135,11 @@ public struct PutRequest: Sendable, Equatable {
 public struct PutResponse: Sendable, Equatable {
     public var revision: Int64
     public var prevKV: KeyValue?
+
+    public init(revision: Int64, prevKV: KeyValue?) {
+        self.revision = revision
+        self.prevKV = prevKV
+    }
 }
 
 /// etcd's `DeleteRangeRequest`; `rangeEnd` as in `RangeRequest`.
@@ -147,6 +159,12 @@ public struct DeleteRangeResponse: Sendable, Equatable {
     public var revision: Int64
     public var deleted: Int64
     public var prevKVs: [KeyValue]
+
+    public init(revision: Int64, deleted: Int64, prevKVs: [KeyValue]) {
+        self.revision = revision
+        self.deleted = deleted
+        self.prevKVs = prevKVs
+    }
 }
 
 /// etcd's `Compare.CompareResult`.
@@ -208,6 +226,12 @@ public struct TxnResponse: Sendable, Equatable {
     public var revision: Int64
     public var succeeded: Bool
     public var responses: [ResponseOp]
+
+    public init(revision: Int64, succeeded: Bool, responses: [ResponseOp]) {
+        self.revision = revision
+        self.succeeded = succeeded
+        self.responses = responses
+    }
 }
 
 /// A change to the keyspace, as watchers see it.

@@ -1,0 +1,103 @@
+import CairnGRPC
+import CairnMVCC
+import CairnProto
+import Logging
+import NIOCore
+import SwiftProtobuf
+
+/// etcd's `etcdserverpb.KV` gRPC service (Range, Put, DeleteRange, Txn, Compact) over a `KVServer`.
+///
+/// Each call decodes, validates and runs in a task (`unaryAsync`), never on the event loop.
+public enum KVService {
+    /// The fully qualified service name.
+    public static let serviceName = "etcdserverpb.KV"
+    /// etcd's default `--max-request-bytes` (1.5 MiB).
+    public static let defaultMaxRequestBytes = 1536 * 1024
+    /// etcd's default `--max-txn-ops`.
+    public static let defaultMaxTxnOps = 128
+
+    /// Registers the five KV methods at `/etcdserverpb.KV/<Method>`.
+    ///
+    /// - Parameters:
+    ///   - maxRequestBytes: writes (Put, DeleteRange, Txn, Compact) whose encoded request is
+    ///     larger fail with etcd's "request is too large" (etcd measures the raft entry it
+    ///     would propose, a few bytes more than the request).
+    ///   - maxTxnOps: the most operations in one txn list.
+    public static func register(
+        on router: inout GRPCRouter, server: some KVServer,
+        maxRequestBytes: Int = defaultMaxRequestBytes, maxTxnOps: Int = defaultMaxTxnOps,
+        logger: Logger = Logger(label: "cairn.api.kv", factory: { _ in SwiftLogNoOpLogHandler() })
+    ) {
+        router.register(service: serviceName, method: "Range", .unaryAsync { buffer, _ in
+            let p = try decode(Etcdserverpb_RangeRequest.self, buffer)
+            let r = try convert { () throws(UnsupportedValue) in try KVConversion.request(p) }
+            try KVValidation.check(r)
+            let resp = try await call { () async throws(KVServerError) in try await server.range(r, serializable: p.serializable) }
+            return try encode(KVConversion.proto(resp, header: KVConversion.header(server.header, revision: resp.revision)))
+        })
+        router.register(service: serviceName, method: "Put", .unaryAsync { buffer, _ in
+            try checkSize(buffer, maxRequestBytes)
+            let r = KVConversion.request(try decode(Etcdserverpb_PutRequest.self, buffer))
+            try KVValidation.check(r)
+            let resp = try await call { () async throws(KVServerError) in try await server.put(r) }
+            return try encode(KVConversion.proto(resp, header: KVConversion.header(server.header, revision: resp.revision)))
+        })
+        router.register(service: serviceName, method: "DeleteRange", .unaryAsync { buffer, _ in
+            try checkSize(buffer, maxRequestBytes)
+            let r = KVConversion.request(try decode(Etcdserverpb_DeleteRangeRequest.self, buffer))
+            try KVValidation.check(r)
+            let resp = try await call { () async throws(KVServerError) in try await server.deleteRange(r) }
+            return try encode(KVConversion.proto(resp, header: KVConversion.header(server.header, revision: resp.revision)))
+        })
+        router.register(service: serviceName, method: "Txn", .unaryAsync { buffer, _ in
+            try checkSize(buffer, maxRequestBytes)
+            let p = try decode(Etcdserverpb_TxnRequest.self, buffer)
+            let r = try convert { () throws(UnsupportedValue) in try KVConversion.request(p) }
+            try KVValidation.check(r, maxTxnOps: maxTxnOps)
+            let resp = try await call { () async throws(KVServerError) in try await server.txn(r) }
+            return try encode(KVConversion.proto(resp, header: KVConversion.header(server.header, revision: resp.revision)))
+        })
+        router.register(service: serviceName, method: "Compact", .unaryAsync { buffer, _ in
+            try checkSize(buffer, maxRequestBytes)
+            let p = try decode(Etcdserverpb_CompactionRequest.self, buffer)
+            let rev = try await call { () async throws(KVServerError) in
+                try await server.compact(revision: p.revision, physical: p.physical)
+            }
+            return try encode(KVConversion.compactionResponse(header: KVConversion.header(server.header, revision: rev)))
+        })
+        logger.debug("registered etcdserverpb.KV")
+    }
+
+    /// Decodes a request message, failing as grpc-go does when it is malformed.
+    static func decode<M: SwiftProtobuf.Message>(_: M.Type, _ buffer: ByteBuffer) throws(GRPCStatus) -> M {
+        do {
+            return try M(serializedBytes: [UInt8](buffer.readableBytesView))
+        } catch {
+            throw KVStatus.unmarshalError(error)
+        }
+    }
+
+    /// Encodes a response message.
+    static func encode(_ message: some SwiftProtobuf.Message) throws(GRPCStatus) -> ByteBuffer {
+        do {
+            let bytes: [UInt8] = try message.serializedBytes()
+            return ByteBuffer(bytes: bytes)
+        } catch {
+            throw GRPCStatus(.internal, "grpc: error while marshaling: \(error)")
+        }
+    }
+
+    static func checkSize(_ buffer: ByteBuffer, _ max: Int) throws(GRPCStatus) {
+        if buffer.readableBytes > max { throw KVStatus.requestTooLarge }
+    }
+
+    /// Runs a conversion; an enum value etcd 3.4 does not define is an invalid argument.
+    static func convert<R>(_ body: () throws(UnsupportedValue) -> R) throws(GRPCStatus) -> R {
+        do { return try body() } catch { throw GRPCStatus(.invalidArgument, "cairn: unsupported \(error.what)") }
+    }
+
+    /// Runs a server call, mapping its error to etcd's status.
+    static func call<R>(_ body: () async throws(KVServerError) -> R) async throws(GRPCStatus) -> R {
+        do { return try await body() } catch { throw KVStatus.from(error) }
+    }
+}
