@@ -153,10 +153,20 @@ let package = Package(
             swiftSettings: strict),
 
         // Tests.
+        .target(
+            name: "GRPCTestClient",
+            dependencies: [
+                "CairnGRPC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
+            ],
+            path: "Tests/GRPCTestClient", swiftSettings: strict),
         .testTarget(
             name: "CairnGRPCTests",
             dependencies: [
-                "CairnGRPC",
+                "CairnGRPC", "GRPCTestClient",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -167,7 +177,7 @@ let package = Package(
         .testTarget(
             name: "CairnAPITests",
             dependencies: [
-                "CairnAPI", "CairnProto", "CairnMVCC", "CairnBackend", "CairnGRPC",
+                "CairnAPI", "GRPCTestClient", "CairnProto", "CairnMVCC", "CairnBackend", "CairnGRPC",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),

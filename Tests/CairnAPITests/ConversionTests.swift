@@ -1,3 +1,4 @@
+import GRPCTestClient
 import CairnAPI
 import CairnMVCC
 import CairnProto

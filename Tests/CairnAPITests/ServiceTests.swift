@@ -1,6 +1,7 @@
 import CairnAPI
 import CairnBackend
 import CairnGRPC
+import GRPCTestClient
 import CairnMVCC
 import CairnProto
 import Foundation

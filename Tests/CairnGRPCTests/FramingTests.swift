@@ -1,3 +1,4 @@
+import GRPCTestClient
 import CairnGRPC
 import NIOCore
 import Testing

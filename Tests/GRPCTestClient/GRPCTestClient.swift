@@ -1,26 +1,27 @@
-// Copied from Tests/CairnGRPCTests/TestSupport.swift (client side only).
+// A minimal HTTP/2 gRPC client for tests of the gRPC transport and of the
+// services on it: raw frames on the connection channel, every DATA frame
+// credited at once, responses collected per stream.
 import CairnGRPC
 import NIOCore
 import NIOHPACK
 import NIOHTTP2
 import NIOPosix
-import Testing
 
 /// What the test client saw on one stream.
-struct StreamResponse: Sendable {
-    var headers: [HPACKHeaders] = []
-    var data = ByteBuffer()
-    var reset: HTTP2ErrorCode?
-    var ended = false
+public struct StreamResponse: Sendable {
+    public var headers: [HPACKHeaders] = []
+    public var data = ByteBuffer()
+    public var reset: HTTP2ErrorCode?
+    public var ended = false
 
-    var httpStatus: String? { self.headers.first?.first(name: ":status") }
-    var grpcStatus: Int? { self.headers.last?.first(name: "grpc-status").flatMap { Int($0) } }
-    var grpcMessage: String? {
+    public var httpStatus: String? { self.headers.first?.first(name: ":status") }
+    public var grpcStatus: Int? { self.headers.last?.first(name: "grpc-status").flatMap { Int($0) } }
+    public var grpcMessage: String? {
         self.headers.last?.first(name: "grpc-message").map { GRPCMessageEncoding.percentDecode($0) }
     }
 
     /// Decoded response messages as raw bytes.
-    func rawMessages() throws -> [ByteBuffer] {
+    public func rawMessages() throws -> [ByteBuffer] {
         var decoder = GRPCMessageDecoder(maxMessageBytes: .max)
         decoder.append(self.data)
         var out: [ByteBuffer] = []
@@ -29,26 +30,26 @@ struct StreamResponse: Sendable {
     }
 
     /// Decoded response messages as strings.
-    func messages() throws -> [String] {
+    public func messages() throws -> [String] {
         var decoder = GRPCMessageDecoder(maxMessageBytes: .max)
         decoder.append(self.data)
         var out: [String] = []
         while let m = try decoder.next() { out.append(String(buffer: m)) }
-        #expect(!decoder.hasPartialMessage)
+        if decoder.hasPartialMessage { throw TestClientError.partialMessage }
         return out
     }
 }
 
 /// Client-side frame collector on the HTTP/2 connection channel; credits every DATA frame at once.
-final class ClientFrameHandler: ChannelInboundHandler {
-    typealias InboundIn = HTTP2Frame
-    typealias OutboundOut = HTTP2Frame
+public final class ClientFrameHandler: ChannelInboundHandler {
+    public typealias InboundIn = HTTP2Frame
+    public typealias OutboundOut = HTTP2Frame
 
-    var responses: [HTTP2StreamID: StreamResponse] = [:]
-    var waiters: [HTTP2StreamID: EventLoopPromise<StreamResponse>] = [:]
-    var nextStreamID = HTTP2StreamID(1)
+    public var responses: [HTTP2StreamID: StreamResponse] = [:]
+    public var waiters: [HTTP2StreamID: EventLoopPromise<StreamResponse>] = [:]
+    public var nextStreamID = HTTP2StreamID(1)
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = self.unwrapInboundIn(data)
         var response = self.responses[frame.streamID] ?? StreamResponse()
         guard !response.ended else { return }
@@ -80,9 +81,9 @@ final class ClientFrameHandler: ChannelInboundHandler {
         }
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {}
+    public func errorCaught(context: ChannelHandlerContext, error: any Error) {}
 
-    func wait(for streamID: HTTP2StreamID, on eventLoop: any EventLoop) -> EventLoopFuture<StreamResponse> {
+    public func wait(for streamID: HTTP2StreamID, on eventLoop: any EventLoop) -> EventLoopFuture<StreamResponse> {
         if let r = self.responses[streamID], r.ended { return eventLoop.makeSucceededFuture(r) }
         let p = eventLoop.makePromise(of: StreamResponse.self)
         self.waiters[streamID] = p
@@ -91,11 +92,11 @@ final class ClientFrameHandler: ChannelInboundHandler {
 }
 
 /// A minimal HTTP/2 gRPC client for tests, written on `NIOHTTP2Handler(mode: .client)`.
-struct TestClient: Sendable {
-    let channel: any Channel
-    let handler: NIOLoopBound<ClientFrameHandler>
+public struct TestClient: Sendable {
+    public let channel: any Channel
+    public let handler: NIOLoopBound<ClientFrameHandler>
 
-    static func connect(port: Int, group: any EventLoopGroup) async throws -> TestClient {
+    public static func connect(port: Int, group: any EventLoopGroup) async throws -> TestClient {
         let channel = try await ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
@@ -112,7 +113,7 @@ struct TestClient: Sendable {
     }
 
     /// Allocates the next client stream ID.
-    func newStream() async throws -> HTTP2StreamID {
+    public func newStream() async throws -> HTTP2StreamID {
         let h = self.handler
         return try await self.channel.eventLoop.submit {
             let id = h.value.nextStreamID
@@ -121,7 +122,7 @@ struct TestClient: Sendable {
         }.get()
     }
 
-    static func requestHeaders(
+    public static func requestHeaders(
         path: String, method: String = "POST", contentType: String = "application/grpc", extra: [(String, String)] = []
     ) -> HPACKHeaders {
         var h: HPACKHeaders = [
@@ -132,14 +133,14 @@ struct TestClient: Sendable {
         return h
     }
 
-    static func framed(_ strings: [String]) -> ByteBuffer {
+    public static func framed(_ strings: [String]) -> ByteBuffer {
         var out = ByteBuffer()
         for s in strings { out.writeImmutableBuffer(GRPCMessageFraming.frame(ByteBuffer(string: s), allocator: .init())) }
         return out
     }
 
     /// Writes frames and flushes once.
-    func send(_ frames: [HTTP2Frame]) async throws {
+    public func send(_ frames: [HTTP2Frame]) async throws {
         let channel = self.channel
         try await channel.eventLoop.flatSubmit {
             let last = channel.eventLoop.makePromise(of: Void.self)
@@ -151,14 +152,14 @@ struct TestClient: Sendable {
         }.get()
     }
 
-    func response(_ streamID: HTTP2StreamID) async throws -> StreamResponse {
+    public func response(_ streamID: HTTP2StreamID) async throws -> StreamResponse {
         let h = self.handler
         let el = self.channel.eventLoop
         return try await el.flatSubmit { h.value.wait(for: streamID, on: el) }.get()
     }
 
     /// A unary call: headers, one DATA frame with `body` (already framed), end of stream.
-    func unary(path: String, body: ByteBuffer, headers: HPACKHeaders? = nil) async throws -> StreamResponse {
+    public func unary(path: String, body: ByteBuffer, headers: HPACKHeaders? = nil) async throws -> StreamResponse {
         let id = try await self.newStream()
         try await self.send([
             HTTP2Frame(streamID: id, payload: .headers(.init(headers: headers ?? Self.requestHeaders(path: path)))),
@@ -168,3 +169,6 @@ struct TestClient: Sendable {
     }
 }
 
+
+/// A response that ended inside a message.
+public enum TestClientError: Error { case partialMessage }
