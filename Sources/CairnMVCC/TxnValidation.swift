@@ -1,11 +1,12 @@
-/// Request checks etcd makes before a request reaches the keyspace, made here
-/// as well so that the keyspace can never be asked to apply something etcd
-/// would refuse.
-enum TxnValidation {
+/// Request checks etcd makes before a request reaches the keyspace (its v3rpc
+/// layer), made here so that the keyspace can never be asked to apply
+/// something etcd would refuse. The API layer calls the same checks to answer
+/// before proposing.
+public enum TxnValidation {
     /// Checks sizes and keys of a txn: no branch (or compare list) longer than
     /// `maxOps`, nested txns counting against what their parent leaves, and
     /// no empty keys.
-    static func checkShape(_ txn: TxnRequest, maxOps: Int) throws(KeyspaceError) {
+    public static func checkShape(_ txn: TxnRequest, maxOps: Int) throws(KeyspaceError) {
         let widest = max(txn.compare.count, txn.success.count, txn.failure.count)
         if widest > maxOps { throw .tooManyOps }
         for c in txn.compare where c.key.isEmpty { throw .emptyKey }
@@ -19,7 +20,7 @@ enum TxnValidation {
         }
     }
 
-    static func checkPut(_ p: PutRequest) throws(KeyspaceError) {
+    public static func checkPut(_ p: PutRequest) throws(KeyspaceError) {
         if p.key.isEmpty { throw .emptyKey }
         if p.ignoreValue && !p.value.isEmpty { throw .valueProvided }
         if p.ignoreLease && p.lease != 0 { throw .leaseProvided }
@@ -44,7 +45,7 @@ enum TxnValidation {
     /// txns of that branch), or a put of a key that a delete of the same
     /// branch covers. The success and failure branches of one nested txn
     /// exclude each other, so a key put in both is fine.
-    static func checkDuplicates(_ txn: TxnRequest) throws(KeyspaceError) {
+    public static func checkDuplicates(_ txn: TxnRequest) throws(KeyspaceError) {
         _ = try writes(of: txn.success)
         _ = try writes(of: txn.failure)
     }
