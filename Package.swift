@@ -67,6 +67,19 @@ let package = Package(
             ],
             swiftSettings: strict),
 
+        // One member: Raft, WAL and keyspace tied into etcd's write and read paths, and the
+        // etcd services (Watch, Lease, Cluster, Maintenance) over it.
+        .target(
+            name: "CairnServer",
+            dependencies: [
+                "CairnAPI", "CairnGRPC", "CairnProto", "CairnMVCC", "CairnBackend", "CairnRaft", "CairnWAL",
+                "CairnSnapshot", "CairnFS", "CairnSync", "CCRC32C",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+
         // Storage.
         .target(name: "CairnBackend", swiftSettings: strict),
         .target(name: "CairnLMDB", dependencies: ["CairnBackend", "CLMDB"], swiftSettings: strict),
@@ -84,9 +97,11 @@ let package = Package(
             name: "CairnFS",
             dependencies: [.product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
+        // Blocking threads and condition variables for the server's dedicated threads.
+        .target(name: "CairnSync", swiftSettings: strict),
         .target(
             name: "CairnWAL",
-            dependencies: ["CCRC32C", "CairnFS", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CCRC32C", "CairnFS", "CairnSync", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .target(
             name: "CairnSnapshot",
@@ -118,7 +133,9 @@ let package = Package(
         .executableTarget(
             name: "cairn",
             dependencies: [
-                "CairnMVCC", "CairnLMDB", "CairnFS",
+                "CairnMVCC", "CairnLMDB", "CairnFS", "CairnServer", "CairnAPI", "CairnGRPC", "CairnBackend",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -7,6 +7,8 @@ public enum KVServerError: Error, Equatable, Sendable {
     case keyspace(KeyspaceError)
     /// The server cannot serve now (no leader, stopping, …).
     case unavailable(String)
+    /// The server is overloaded or out of space ("too many requests", "database space exceeded").
+    case resourceExhausted(String)
     /// An unexpected failure.
     case `internal`(String)
 }

@@ -69,7 +69,7 @@ public enum KVService {
     }
 
     /// Decodes a request message, failing as grpc-go does when it is malformed.
-    static func decode<M: SwiftProtobuf.Message>(_: M.Type, _ buffer: ByteBuffer) throws(GRPCStatus) -> M {
+    public static func decode<M: SwiftProtobuf.Message>(_: M.Type, _ buffer: ByteBuffer) throws(GRPCStatus) -> M {
         do {
             return try M(serializedBytes: [UInt8](buffer.readableBytesView))
         } catch {
@@ -78,7 +78,7 @@ public enum KVService {
     }
 
     /// Encodes a response message.
-    static func encode(_ message: some SwiftProtobuf.Message) throws(GRPCStatus) -> ByteBuffer {
+    public static func encode(_ message: some SwiftProtobuf.Message) throws(GRPCStatus) -> ByteBuffer {
         do {
             let bytes: [UInt8] = try message.serializedBytes()
             return ByteBuffer(bytes: bytes)
@@ -87,7 +87,7 @@ public enum KVService {
         }
     }
 
-    static func checkSize(_ buffer: ByteBuffer, _ max: Int) throws(GRPCStatus) {
+    public static func checkSize(_ buffer: ByteBuffer, _ max: Int) throws(GRPCStatus) {
         if buffer.readableBytes > max { throw KVStatus.requestTooLarge }
     }
 

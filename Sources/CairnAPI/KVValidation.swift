@@ -59,6 +59,7 @@ public enum KVStatus {
         switch e {
         case .keyspace(let k): return from(k)
         case .unavailable(let m): return GRPCStatus(.unavailable, m)
+        case .resourceExhausted(let m): return GRPCStatus(.resourceExhausted, m)
         case .internal(let m): return GRPCStatus(.internal, m)
         }
     }

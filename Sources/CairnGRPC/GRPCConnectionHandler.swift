@@ -277,9 +277,12 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
         self.flushIfOutsideReadCycle()
     }
 
-    func sendMessage(_ message: ByteBuffer, on streamID: HTTP2StreamID) -> Bool {
-        guard let call = self.calls[streamID], !call.finished else { return false }
-        self.writeMessage(message, call: call, streamID: streamID)
+    func sendMessage(_ message: ByteBuffer, on streamID: HTTP2StreamID, promise: EventLoopPromise<Void>? = nil) -> Bool {
+        guard let call = self.calls[streamID], !call.finished else {
+            promise?.fail(ChannelError.ioOnClosedChannel)
+            return false
+        }
+        self.writeMessage(message, call: call, streamID: streamID, promise: promise)
         self.flushIfOutsideReadCycle()
         return true
     }
@@ -289,14 +292,19 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
         self.flushIfOutsideReadCycle()
     }
 
-    private func writeMessage(_ message: ByteBuffer, call: Call, streamID: HTTP2StreamID) {
-        guard let context = self.context else { return }
+    private func writeMessage(
+        _ message: ByteBuffer, call: Call, streamID: HTTP2StreamID, promise: EventLoopPromise<Void>? = nil
+    ) {
+        guard let context = self.context else {
+            promise?.fail(ChannelError.ioOnClosedChannel)
+            return
+        }
         if !call.headersSent {
             call.headersSent = true
             self.write(HTTP2Frame(streamID: streamID, payload: .headers(.init(headers: Self.responseHeaders))))
         }
         let framed = GRPCMessageFraming.frame(message, allocator: context.channel.allocator)
-        self.write(HTTP2Frame(streamID: streamID, payload: .data(.init(data: .byteBuffer(framed)))))
+        self.write(HTTP2Frame(streamID: streamID, payload: .data(.init(data: .byteBuffer(framed)))), promise: promise)
     }
 
     /// Ends a call: trailers (or trailers-only), RST_STREAM(NO_ERROR) if the client is still sending, state removed.
@@ -344,9 +352,12 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
         return trailers
     }
 
-    private func write(_ frame: HTTP2Frame) {
-        guard let context = self.context else { return }
-        context.write(self.wrapOutboundOut(frame), promise: nil)
+    private func write(_ frame: HTTP2Frame, promise: EventLoopPromise<Void>? = nil) {
+        guard let context = self.context else {
+            promise?.fail(ChannelError.ioOnClosedChannel)
+            return
+        }
+        context.write(self.wrapOutboundOut(frame), promise: promise)
         self.needsFlush = true
     }
 

@@ -96,6 +96,18 @@ public final class GRPCStreamWriter {
         self.connection?.sendMessage(message, on: self.streamID) ?? false
     }
 
+    /// Sends one response message and completes `promise` once HTTP/2 has written it to the
+    /// socket (or fails it if the call or connection ends first). Streams that must bound the
+    /// bytes they have outstanding (Watch) count with it.
+    @discardableResult
+    public func send(_ message: ByteBuffer, promise: EventLoopPromise<Void>?) -> Bool {
+        guard let connection = self.connection else {
+            promise?.fail(ChannelError.ioOnClosedChannel)
+            return false
+        }
+        return connection.sendMessage(message, on: self.streamID, promise: promise)
+    }
+
     /// Ends the call with `status` (trailers); later calls are no-ops.
     public func finish(_ status: GRPCStatus = .ok) {
         self.connection?.finishFromApplication(self.streamID, status: status)

@@ -1,3 +1,4 @@
+import CairnSync
 import CairnFS
 import Logging
 import Synchronization

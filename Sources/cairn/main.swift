@@ -1,36 +1,45 @@
 import ArgumentParser
+import CairnAPI
 import CairnBackend
 import CairnFS
+import CairnGRPC
 import CairnLMDB
 import CairnMVCC
+import CairnServer
 import Foundation
 import Logging
+import NIOCore
+import NIOPosix
 
-/// The Cairn server.
-///
-/// What exists today: the member's keyspace (LMDB) is opened or created in
-/// the data dir and its state reported; the process then holds the data dir
-/// until SIGINT or SIGTERM. The etcd v3 client API, Raft and the WAL are
-/// wired in by later work (see docs/status.md).
+/// The Cairn server: one member serving etcd's v3 gRPC API.
 @main
-struct Cairn: ParsableCommand {
+struct Cairn: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cairn",
         abstract: "Cairn: an etcd-compatible, strongly consistent key-value store.")
 
     @Option(name: .customLong("name"), help: "Human-readable name for this member.")
-    var name: String = ProcessInfo.processInfo.environment["CAIRN_NAME"] ?? "default"
+    var name: String = "default"
 
     @Option(name: .customLong("data-dir"), help: "Path to the data directory (default: <name>.cairn).")
-    var dataDir: String? = ProcessInfo.processInfo.environment["CAIRN_DATA_DIR"]
+    var dataDir: String?
+
+    @Option(name: .customLong("listen-client-urls"), help: "URLs to serve clients on.")
+    var listenClientURLs: String = "http://localhost:2379"
+
+    @Option(name: .customLong("advertise-client-urls"), help: "Client URLs advertised to the cluster.")
+    var advertiseClientURLs: String = "http://localhost:2379"
 
     @Option(name: .customLong("quota-backend-bytes"), help: "Raise an alarm when the keyspace exceeds this size.")
     var quotaBackendBytes: Int64 = BackendConfiguration.defaultQuotaBytes
 
-    @Option(name: .customLong("log-level"), help: "debug, info, warn or error.")
-    var logLevel: String = ProcessInfo.processInfo.environment["CAIRN_LOG_LEVEL"] ?? "info"
+    @Option(name: .customLong("snapshot-count"), help: "Applied entries between snapshots.")
+    var snapshotCount: UInt64 = 100_000
 
-    func run() throws {
+    @Option(name: .customLong("log-level"), help: "debug, info, warn or error.")
+    var logLevel: String = "info"
+
+    func run() async throws {
         let level: Logger.Level
         switch logLevel {
         case "debug": level = .debug
@@ -45,45 +54,93 @@ struct Cairn: ParsableCommand {
             return handler
         }
         let logger = Logger(label: "cairn")
-        let dir = dataDir ?? "\(name).cairn"
-        let keyspaceDir = dir + "/member/keyspace"
-        // Created durably (each new directory fsynced into its parent), then
-        // locked: a second server or `cairn-wal repair` on it is refused.
-        try FileSystem.live.createDirectory(dir + "/member")
+        var options = ServerOptions(dataDirectory: dataDir ?? "\(name).cairn")
+        options.name = name
+        options.clientURLs = advertiseClientURLs.split(separator: ",").map(String.init)
+        options.quotaBackendBytes = quotaBackendBytes
+        options.snapshotCount = snapshotCount
+        var listen: [(host: String, port: Int)] = []
+        for url in listenClientURLs.split(separator: ",") {
+            guard let hp = ClientURL.parse(String(url)) else {
+                throw ValidationError("--listen-client-urls: \(url) is not an http://host:port URL")
+            }
+            listen.append(hp)
+        }
+        try await ServerMain.run(options: options, listen: listen, logger: logger)
+    }
+}
+
+enum ClientURL {
+    static func parse(_ s: String) -> (host: String, port: Int)? {
+        guard s.hasPrefix("http://") else { return nil }
+        let rest = s.dropFirst(7)
+        guard let colon = rest.lastIndex(of: ":"), let port = Int(rest[rest.index(after: colon)...]) else { return nil }
+        return (String(rest[..<colon]), port)
+    }
+}
+
+enum ServerMain {
+    static func run(options: ServerOptions, listen: [(host: String, port: Int)], logger: Logger) async throws {
+        // Created durably (each new directory fsynced into its parent), then locked: a second
+        // server or `cairn-wal repair` on it is refused.
+        try FileSystem.live.createDirectory(options.memberDirectory)
         let lock: DataDirLock
         do {
-            lock = try DataDirLock.acquire(directory: dir, owner: "cairn")
+            lock = try DataDirLock.acquire(directory: options.dataDirectory, owner: "cairn")
         } catch {
             logger.error("\(error)")
             throw ExitCode(1)
         }
         defer { lock.unlock() }
-        let config = BackendConfiguration(tables: Keyspace<LMDBBackend>.tableNames, quotaBytes: quotaBackendBytes)
-        let keyspace = try Keyspace(backend: try LMDBBackend(path: keyspaceDir, configuration: config))
-        let stats = try keyspace.backend.stats()
-        logger.info(
-            "opened member keyspace",
-            metadata: [
-                "name": "\(name)", "data-dir": "\(dir)", "revision": "\(keyspace.revision)",
-                "compacted-revision": "\(keyspace.compactedRevision)", "keys": "\(keyspace.keyCount)",
-                "applied-index": "\(keyspace.appliedIndex)", "db-size-bytes": "\(stats.sizeBytes)",
-            ])
-        logger.warning(
-            "the etcd v3 client API, Raft and the WAL are not part of this build yet; the member holds its data dir until SIGINT or SIGTERM"
-        )
-        // Wait for a termination signal, then sync and exit 0.
+        let config = BackendConfiguration(tables: Keyspace<LMDBBackend>.tableNames, quotaBytes: options.quotaBackendBytes)
+        let backend = try LMDBBackend(path: options.keyspaceDirectory, configuration: config)
+        let server = try RaftServer.open(options: options, backend: backend, logger: logger)
+        try server.start()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        var router = GRPCRouter()
+        EtcdServices.register(
+            on: &router, server: server, maxRequestBytes: KVService.defaultMaxRequestBytes,
+            maxTxnOps: KVService.defaultMaxTxnOps, logger: logger)
+        var listeners: [GRPCServer] = []
+        for (host, port) in listen {
+            do {
+                listeners.append(try await GRPCServer.start(host: host, port: port, group: group, router: router))
+                logger.info("serving client requests", metadata: ["address": "\(host):\(port)"])
+            } catch {
+                logger.error("cannot listen for clients", metadata: ["address": "\(host):\(port)", "error": "\(error)"])
+                server.stop()
+                try await group.shutdownGracefully()
+                throw ExitCode(1)
+            }
+        }
+        let sig = await waitForSignal()
+        logger.info("shutting down", metadata: ["signal": "\(sig)"])
+        for l in listeners { try? await l.close() }
+        server.stop()
+        try await group.shutdownGracefully()
+    }
+
+    /// Waits for SIGINT or SIGTERM.
+    static func waitForSignal() async -> Int32 {
         signal(SIGINT, SIG_IGN)
         signal(SIGTERM, SIG_IGN)
-        let done = DispatchSemaphore(value: 0)
-        let sources = [SIGINT, SIGTERM].map { sig in
-            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            s.setEventHandler { done.signal() }
-            s.resume()
-            return s
+        return await withCheckedContinuation { (c: CheckedContinuation<Int32, Never>) in
+            let once = LockedValue(false)
+            for sig in [SIGINT, SIGTERM] {
+                let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+                s.setEventHandler {
+                    let first = once.withLock { done -> Bool in
+                        defer { done = true }
+                        return !done
+                    }
+                    if first { c.resume(returning: sig) }
+                }
+                s.resume()
+                signalSources.withLock { $0.append(s) }  // kept alive for the process's life
+            }
         }
-        done.wait()
-        for s in sources { s.cancel() }
-        try keyspace.backend.sync()
-        logger.info("stopped")
     }
 }
+
+/// The signal sources `waitForSignal` installs; a dropped source would never fire.
+let signalSources = LockedValue<[any DispatchSourceSignal]>([])

@@ -1,0 +1,747 @@
+import CairnBackend
+import CairnFS
+import CairnMVCC
+import CairnRaft
+import CairnSnapshot
+import CairnSync
+import CairnWAL
+import Logging
+
+/// One member: Raft, the WAL and the keyspace tied into etcd's write and read paths.
+///
+/// Threads (all dedicated OS threads, never Swift tasks or event loops, because they block):
+/// - the **Raft loop** owns the `RawNode` and its in-memory log. It takes queued proposals
+///   and reads in batches, ticks the clock, writes each `Ready` to the WAL with one group
+///   commit, and hands committed entries to the applier.
+/// - the **applier** applies committed entries in batched keyspace transactions (recording the
+///   applied index in the same transaction), completes the waiting requests, wakes watchers
+///   and readers, and triggers snapshots.
+/// - the **snapshotter** writes a snapshot file when `snapshotCount` entries were applied since
+///   the last one; the Raft loop then trims its log and the WAL.
+///
+/// Requests enter through `propose` and `linearizableBarrier` from any task; every queue
+/// between the threads has a bound (`ServerOptions`).
+public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
+    public let keyspace: Keyspace<Backend>
+    public let options: ServerOptions
+    public let identity: ServerIdentity
+    let logger: Logger
+    let wal: WAL
+    public let lessor: Lessor
+    public let watchHub: WatchHub<Backend>
+
+    // Raft-loop state: touched only on the Raft thread (and in `open` before it starts).
+    private let node: RawNode
+    private let raftLog: MemoryStorage
+    private var unsavedHardState: HardState?
+    private var raftSnapshotIndex: UInt64
+    private var readWaiters: [UInt64: [ReadWaiter]] = [:]
+    private var nextReadContext: UInt64 = 1
+    private var revokingLeases: [Int64: UInt64] = [:]  // id -> retry deadline (monotonic ns)
+    private var lastLeaseCheck: UInt64 = 0
+
+    // Shared state, each guarded by its own lock.
+    let inbox = LockedCondition(Inbox())
+    let applyQueue = LockedCondition(ApplyQueue())
+    let snapshotRequests = LockedCondition(SnapshotRequests())
+    let pending = LockedValue<[UInt64: PendingCall]>([:])
+    let published: LockedValue<Published>
+    let appliedWaiters = LockedValue(AppliedWaiters())
+    let alarms = LockedValue<Set<AlarmKey>>([])
+    private let requestIDs: LockedValue<UInt64>
+    private let threads = LockedValue<[OSThread]>([])
+    private let snapshotIndexes: LockedValue<(index: UInt64, term: UInt64)>
+
+    struct PendingCall {
+        var request: ServerRequest
+        var complete: @Sendable (Result<ApplyResult, ServerError>) -> Void
+    }
+
+    struct ReadWaiter {
+        var complete: @Sendable (Result<UInt64, ServerError>) -> Void
+    }
+
+    struct Inbox {
+        var proposals: [(id: UInt64, data: [UInt8])] = []
+        var reads: [ReadWaiter] = []
+        var snapshotsTaken: [(index: UInt64, term: UInt64)] = []
+        var transferTo: UInt64?
+        var stopping = false
+
+        var hasWork: Bool {
+            !proposals.isEmpty || !reads.isEmpty || !snapshotsTaken.isEmpty || transferTo != nil || stopping
+        }
+    }
+
+    struct ApplyQueue {
+        var entries: [Entry] = []
+        var stopping = false
+        var stopped = false
+    }
+
+    struct SnapshotRequests {
+        var wanted = false
+        var stopping = false
+    }
+
+    /// What other threads read about the member.
+    public struct Published: Sendable {
+        public var term: UInt64 = 0
+        public var leader: UInt64 = 0
+        public var isLeader = false
+        public var committedIndex: UInt64 = 0
+        public var appliedIndex: UInt64 = 0
+        public var appliedTerm: UInt64 = 0
+        public var halted: String?
+        public var stopping = false
+    }
+
+    public struct AlarmKey: Hashable, Sendable {
+        public var memberID: UInt64
+        /// etcd's `AlarmType`: 1 = NOSPACE, 2 = CORRUPT.
+        public var alarm: Int
+    }
+
+    struct AppliedWaiters {
+        var waiters: [(index: UInt64, complete: @Sendable (Result<UInt64, ServerError>) -> Void)] = []
+        var applied: UInt64 = 0
+    }
+
+    // MARK: Opening
+
+    /// Opens (or creates) the member in `options.dataDirectory` over `keyspace`'s backend.
+    ///
+    /// A new member creates its WAL and elects itself. An existing one restores the keyspace
+    /// from the newest snapshot if the backend is behind it, replays the WAL from that
+    /// snapshot, and re-applies every committed entry the keyspace has not applied.
+    public static func open(
+        options: ServerOptions, backend: Backend, logger: Logger
+    ) throws -> RaftServer {
+        let fs = FileSystem.live
+        try fs.createDirectory(options.memberDirectory)
+        try Snapshotter.open(directory: options.snapshotDirectory, logger: logger)
+        let walDir = options.resolvedWALDirectory
+        let snaps = try Snapshotter.list(directory: options.snapshotDirectory)
+        var hasWAL = false
+        if fs.isDirectory(walDir) {
+            hasWAL = try fs.listDirectory(walDir).contains { $0.hasSuffix(WALFormat.segmentSuffix) }
+        }
+        var keyspace = try Keyspace(backend: backend, logger: logger)
+        let raftLog = MemoryStorage()
+        let wal: WAL
+        let identity: ServerIdentity
+        var snapshotMark: (index: UInt64, term: UInt64) = (0, 0)
+        var fresh = false
+        if !hasWAL {
+            if keyspace.appliedIndex > 0 || !snaps.isEmpty {
+                throw ServerStartError(
+                    "\(options.memberDirectory) holds a keyspace or snapshots (applied index \(keyspace.appliedIndex)) "
+                        + "but no WAL in \(walDir); refusing to start a new member over it")
+            }
+            identity = ServerIdentity.derive(
+                name: options.name, peerURLs: options.peerURLs, clientURLs: options.clientURLs,
+                token: options.initialClusterToken)
+            wal = try WAL.create(
+                directory: walDir, metadata: WALMetadata(clusterID: identity.clusterID, memberID: identity.memberID),
+                logger: logger)
+            raftLog.setConfState(ConfState(voters: [identity.memberID]))
+            fresh = true
+        } else {
+            if let newest = snaps.last {
+                snapshotMark = (newest.index, newest.term)
+                if keyspace.appliedIndex < newest.index {
+                    let path = options.snapshotDirectory + "/" + newest.name
+                    logger.warning(
+                        "keyspace is behind the newest snapshot; restoring it",
+                        metadata: ["applied": "\(keyspace.appliedIndex)", "snapshot": "\(path)"])
+                    try Snapshotter.restore(
+                        from: path, into: backend, markerPath: options.memberDirectory + "/restore.marker",
+                        logger: logger)
+                    keyspace = try Keyspace(backend: backend, logger: logger)
+                }
+            }
+            let marker = snaps.last.map { WALSnapshotMarker(index: $0.index, term: $0.term) }
+            let (opened, replay) = try WAL.open(directory: walDir, snapshot: marker, logger: logger)
+            wal = opened
+            identity = ServerIdentity(
+                name: options.name, memberID: replay.metadata.memberID, clusterID: replay.metadata.clusterID,
+                peerURLs: options.peerURLs, clientURLs: options.clientURLs)
+            let conf = ConfState(voters: [identity.memberID])
+            if let m = marker {
+                try raftLog.applySnapshot(
+                    Snapshot(metadata: SnapshotMetadata(confState: conf, index: m.index, term: m.term)))
+            } else {
+                raftLog.setConfState(conf)
+            }
+            try raftLog.append(
+                replay.entries.map {
+                    Entry(term: $0.term, index: $0.index, type: EntryType(rawValue: $0.type.rawValue) ?? .normal, data: $0.data)
+                })
+            let last = try raftLog.lastIndex()
+            if keyspace.appliedIndex > last {
+                wal.close()
+                throw ServerStartError(
+                    "the keyspace has applied index \(keyspace.appliedIndex) but the WAL ends at \(last): "
+                        + "the WAL lost entries that were applied")
+            }
+            if let hs = replay.hardState {
+                // The commit index is written lazily; whatever the keyspace applied was committed.
+                let commit = max(hs.commit, keyspace.appliedIndex)
+                raftLog.setHardState(HardState(term: hs.term, vote: hs.vote, commit: min(commit, last)))
+            }
+            if let torn = replay.repairedTornTail {
+                logger.warning("wal: cut a torn tail", metadata: ["problem": "\(torn)"])
+            }
+        }
+        var config = Config(id: identity.memberID)
+        config.electionTimeoutTicks = options.electionTicks
+        config.heartbeatIntervalTicks = 1
+        config.applied = max(keyspace.appliedIndex, snapshotMark.index)
+        config.randomSeed = identity.memberID ^ UInt64(truncatingIfNeeded: monotonicNanoseconds())
+        let node = try RawNode(config: config, storage: raftLog)
+        let server = RaftServer(
+            keyspace: keyspace, options: options, identity: identity, logger: logger, wal: wal, node: node,
+            raftLog: raftLog, snapshotMark: snapshotMark)
+        let lastIndex = try raftLog.lastIndex()
+        logger.info(
+            "member opened",
+            metadata: [
+                "name": "\(identity.name)", "member-id": "\(hex(identity.memberID))",
+                "cluster-id": "\(hex(identity.clusterID))", "new": "\(fresh)",
+                "applied-index": "\(keyspace.appliedIndex)", "last-index": "\(lastIndex)",
+                "revision": "\(keyspace.revision)",
+            ])
+        return server
+    }
+
+    private init(
+        keyspace: Keyspace<Backend>, options: ServerOptions, identity: ServerIdentity, logger: Logger, wal: WAL,
+        node: RawNode, raftLog: MemoryStorage, snapshotMark: (index: UInt64, term: UInt64)
+    ) {
+        self.keyspace = keyspace
+        self.options = options
+        self.identity = identity
+        self.logger = logger
+        self.wal = wal
+        self.node = node
+        self.raftLog = raftLog
+        self.raftSnapshotIndex = snapshotMark.index
+        self.snapshotIndexes = LockedValue(snapshotMark)
+        var p = Published()
+        p.appliedIndex = keyspace.appliedIndex
+        p.appliedTerm = (try? raftLog.term(at: keyspace.appliedIndex)) ?? 0
+        self.published = LockedValue(p)
+        self.appliedWaiters.withLock { $0.applied = keyspace.appliedIndex }
+        // Request ids: the member id's low bits above a counter, so ids from different members differ.
+        self.requestIDs = LockedValue((identity.memberID & 0xffff) << 48 | (monotonicNanoseconds() & 0xffff_ffff) << 16)
+        self.lessor = Lessor(minTTLSeconds: options.minLeaseTTLSeconds, logger: logger)
+        self.watchHub = WatchHub(keyspace: keyspace, logger: logger)
+        for l in keyspace.allLeases() { lessor.restore(id: l.id, ttlSeconds: l.ttlSeconds) }
+    }
+
+    /// Starts the threads; a lone voter campaigns at once instead of waiting an election timeout.
+    public func start() throws {
+        if node.status.confState.voters == [identity.memberID] {
+            try node.campaign()
+        }
+        let started = [
+            OSThread.start { [self] in self.raftLoop() },
+            OSThread.start { [self] in self.applyLoop() },
+            OSThread.start { [self] in self.snapshotLoop() },
+        ]
+        threads.withLock { $0 = started }
+        watchHub.start()
+    }
+
+    /// Stops taking requests, lets the Raft loop and the applier finish what they hold, syncs the
+    /// backend and closes the WAL. Requests still waiting fail with "server stopped".
+    public func stop() {
+        let already = published.withLock { p -> Bool in
+            let was = p.stopping
+            p.stopping = true
+            return was
+        }
+        if already { return }
+        inbox.withLock { $0.stopping = true }
+        inbox.broadcast()
+        let all = threads.withLock { t -> [OSThread] in
+            let a = t
+            t = []
+            return a
+        }
+        if all.count == 3 {
+            all[0].join()  // the Raft loop hands its last committed entries to the applier first
+            applyQueue.withLock { $0.stopping = true }
+            applyQueue.broadcast()
+            all[1].join()
+            snapshotRequests.withLock { $0.stopping = true }
+            snapshotRequests.broadcast()
+            all[2].join()
+        }
+        watchHub.stop()
+        failAllPending(.stopped)
+        do { try keyspace.backend.sync() } catch { logger.error("backend sync at stop failed", metadata: ["error": "\(error)"]) }
+        wal.close()
+        logger.info("member stopped", metadata: ["applied-index": "\(keyspace.appliedIndex)"])
+    }
+
+    // MARK: Public state
+
+    public var status: Published { published.current }
+
+    /// `(clusterID, memberID, raftTerm)` for response headers.
+    public var header: (clusterID: UInt64, memberID: UInt64, raftTerm: UInt64) {
+        (identity.clusterID, identity.memberID, published.withLock { $0.term })
+    }
+
+    public var activeAlarms: [AlarmKey] { alarms.current.sorted { ($0.memberID, $0.alarm) < ($1.memberID, $1.alarm) } }
+
+    // MARK: Requests
+
+    /// Proposes `request` and returns its result once the entry is applied on this member.
+    public func propose(_ request: ServerRequest) async throws(ServerError) -> ApplyResult {
+        let result: Result<ApplyResult, ServerError> = await withCheckedContinuation { c in
+            submit(request) { c.resume(returning: $0) }
+        }
+        return try result.get()
+    }
+
+    /// Queues `request`; `complete` runs on the applier thread (or at once on failure).
+    func submit(_ request: ServerRequest, complete: @escaping @Sendable (Result<ApplyResult, ServerError>) -> Void) {
+        let state = published.current
+        if state.stopping { return complete(.failure(.stopped)) }
+        if let why = state.halted { return complete(.failure(.halted(why))) }
+        if !state.isLeader { return complete(.failure(.noLeader)) }
+        if !alarms.current.isEmpty, request.consumesSpace { return complete(.failure(.spaceExceeded)) }
+        let id = requestIDs.withLock { v -> UInt64 in
+            v &+= 1
+            return v
+        }
+        let data: [UInt8]
+        do { data = try EntryCodec.encode(id: id, request) } catch {
+            return complete(.failure(.halted("encoding a request failed: \(error)")))
+        }
+        let admitted = pending.withLock { p -> Bool in
+            guard p.count < options.maxPendingRequests else { return false }
+            p[id] = PendingCall(request: request, complete: complete)
+            return true
+        }
+        if !admitted { return complete(.failure(.tooManyRequests)) }
+        inbox.withLock { $0.proposals.append((id, data)) }
+        inbox.broadcast()
+    }
+
+    /// Returns once this member has applied everything committed when the call began, as
+    /// confirmed by the leader (Raft's ReadIndex): a read after it is linearizable.
+    public func linearizableBarrier() async throws(ServerError) {
+        let result: Result<UInt64, ServerError> = await withCheckedContinuation { c in
+            let state = published.current
+            if state.stopping { return c.resume(returning: .failure(.stopped)) }
+            if let why = state.halted { return c.resume(returning: .failure(.halted(why))) }
+            inbox.withLock { $0.reads.append(ReadWaiter(complete: { c.resume(returning: $0) })) }
+            inbox.broadcast()
+        }
+        _ = try result.get()
+    }
+
+    /// Asks the leader to hand leadership to `memberID`.
+    public func moveLeader(to memberID: UInt64) throws(ServerError) {
+        guard node.status.confState.voters.contains(memberID) || memberID == identity.memberID else {
+            throw .badLeaderTransferee
+        }
+        if memberID == identity.memberID { return }
+        inbox.withLock { $0.transferTo = memberID }
+        inbox.broadcast()
+    }
+
+    /// Voters of the current configuration (single-member for now).
+    public var voters: [UInt64] { [identity.memberID] }
+
+    private func failAllPending(_ error: ServerError) {
+        let calls = pending.withLock { p -> [PendingCall] in
+            let all = Array(p.values)
+            p.removeAll()
+            return all
+        }
+        for c in calls { c.complete(.failure(error)) }
+        let reads = inbox.withLock { s -> [ReadWaiter] in
+            let r = s.reads
+            s.reads = []
+            s.proposals = []
+            return r
+        }
+        for r in reads { r.complete(.failure(error)) }
+        let waiting = appliedWaiters.withLock { w -> [@Sendable (Result<UInt64, ServerError>) -> Void] in
+            let all = w.waiters.map(\.complete)
+            w.waiters = []
+            return all
+        }
+        for w in waiting { w(.failure(error)) }
+    }
+
+    private func halt(_ why: String) {
+        logger.critical("member halted: stops serving writes and linearizable reads", metadata: ["reason": "\(why)"])
+        published.withLock {
+            $0.halted = why
+            $0.isLeader = false
+        }
+        failAllPending(.halted(why))
+    }
+
+    // MARK: The Raft loop
+
+    private func raftLoop() {
+        let tickNanoseconds = UInt64(options.heartbeatIntervalMilliseconds) * 1_000_000
+        var nextTick = monotonicNanoseconds() + tickNanoseconds
+        while true {
+            let work = inbox.withLock(waitingUntil: { $0.hasWork }, deadline: nextTick) { s -> Inbox in
+                let w = s
+                s.proposals = []
+                s.reads = []
+                s.snapshotsTaken = []
+                s.transferTo = nil
+                return w
+            }
+            if published.current.halted != nil {
+                for r in work.reads { r.complete(.failure(.halted(published.current.halted ?? ""))) }
+                if work.stopping { return }
+                continue
+            }
+            do {
+                let now = monotonicNanoseconds()
+                if now >= nextTick {
+                    try node.tick()
+                    nextTick = max(nextTick + tickNanoseconds, now + tickNanoseconds / 2)
+                    checkLeases(now: now)
+                }
+                if !work.proposals.isEmpty { propose(work.proposals) }
+                if !work.reads.isEmpty { requestRead(work.reads) }
+                for s in work.snapshotsTaken { try compactLog(to: s) }
+                if let to = work.transferTo { try node.transferLeader(to: to) }
+                try processReady()
+                if work.stopping { return }
+            } catch {
+                halt("raft loop: \(error)")
+                if work.stopping { return }
+            }
+        }
+    }
+
+    private func propose(_ proposals: [(id: UInt64, data: [UInt8])]) {
+        do {
+            try node.propose(batch: proposals.map(\.data))
+        } catch {
+            let calls = pending.withLock { p in proposals.compactMap { p.removeValue(forKey: $0.id) } }
+            for c in calls { c.complete(.failure(.noLeader)) }
+        }
+    }
+
+    private func requestRead(_ reads: [ReadWaiter]) {
+        let ctx = nextReadContext
+        nextReadContext &+= 1
+        var bytes: [UInt8] = []
+        withUnsafeBytes(of: ctx.bigEndian) { bytes.append(contentsOf: $0) }
+        do {
+            try node.readIndex(bytes)
+            readWaiters[ctx] = reads
+        } catch {
+            for r in reads { r.complete(.failure(.noLeader)) }
+        }
+    }
+
+    private func processReady() throws {
+        while node.hasReady() {
+            let rd = try node.ready()
+            if let ss = rd.softState { roleChanged(ss) }
+            if let hs = rd.hardState {
+                unsavedHardState = hs
+                published.withLock {
+                    $0.term = hs.term
+                    $0.committedIndex = hs.commit
+                }
+            }
+            if rd.mustSync || !rd.entries.isEmpty {
+                var records: [WALRecord] = []
+                records.reserveCapacity(rd.entries.count + 1)
+                if let hs = unsavedHardState {
+                    records.append(.hardState(WALHardState(term: hs.term, vote: hs.vote, commit: hs.commit)))
+                    unsavedHardState = nil
+                }
+                for e in rd.entries {
+                    records.append(
+                        .entry(WALEntry(term: e.term, index: e.index, type: WALEntryType(rawValue: e.type.rawValue), data: e.data)))
+                }
+                try wal.appendAndSync(records)
+            }
+            if let hs = rd.hardState { raftLog.setHardState(hs) }
+            try raftLog.append(rd.entries)
+            // Single member: no peers to send to (rd.messagesBeforePersist/AfterPersist go to the
+            // peer transport when the cluster issue lands).
+            if !rd.committedEntries.isEmpty { enqueueApply(rd.committedEntries) }
+            for rs in rd.readStates { answerRead(rs) }
+            try node.advance()
+        }
+    }
+
+    private func roleChanged(_ ss: SoftState) {
+        let leader = ss.role == .leader
+        let was = published.withLock { p -> Bool in
+            let was = p.isLeader
+            p.leader = ss.lead
+            p.isLeader = leader
+            return was
+        }
+        logger.info(
+            "raft role changed",
+            metadata: ["role": "\(ss.role)", "leader": "\(hex(ss.lead))", "term": "\(node.status.hardState.term)"])
+        if leader && !was {
+            lessor.promote(extendNanoseconds: UInt64(options.electionTimeoutMilliseconds) * 1_000_000)
+        } else if !leader && was {
+            lessor.demote()
+            // Proposals this member accepted may still commit under the next leader; readers
+            // waiting for a ReadIndex answer from this term will not get one.
+            let waiting = readWaiters.values.flatMap { $0 }
+            readWaiters = [:]
+            for r in waiting { r.complete(.failure(.noLeader)) }
+        }
+    }
+
+    private func answerRead(_ rs: ReadState) {
+        guard rs.requestContext.count == 8 else { return }
+        var ctx: UInt64 = 0
+        for b in rs.requestContext { ctx = ctx << 8 | UInt64(b) }
+        guard let waiters = readWaiters.removeValue(forKey: ctx) else { return }
+        appliedWaiters.withLock { w in
+            for r in waiters { w.waiters.append((rs.index, r.complete)) }
+        }
+        releaseAppliedWaiters()
+    }
+
+    private func enqueueApply(_ entries: [Entry]) {
+        // Backpressure: the Raft loop waits while the applier is far behind.
+        applyQueue.withLock(waitingUntil: { $0.entries.count < self.options.maxApplyBacklogEntries || $0.stopped }) { q in
+            q.entries.append(contentsOf: entries)
+        }
+        applyQueue.broadcast()
+        if let last = entries.last { published.withLock { $0.committedIndex = max($0.committedIndex, last.index) } }
+    }
+
+    // MARK: Leases (leader)
+
+    private func checkLeases(now: UInt64) {
+        let interval = UInt64(options.leaseCheckIntervalMilliseconds) * 1_000_000
+        guard now >= lastLeaseCheck + interval, published.current.isLeader else { return }
+        lastLeaseCheck = now
+        revokingLeases = revokingLeases.filter { $0.value > now && lessor.exists($0.key) }
+        let expired = lessor.expired(now: now, limit: options.maxLeaseRevokesPerCheck, excluding: Set(revokingLeases.keys))
+        guard !expired.isEmpty else { return }
+        var proposals: [(id: UInt64, data: [UInt8])] = []
+        for lease in expired {
+            let id = requestIDs.withLock { v -> UInt64 in
+                v &+= 1
+                return v
+            }
+            guard let data = try? EntryCodec.encode(id: id, .leaseRevoke(id: lease)) else { continue }
+            proposals.append((id, data))
+            revokingLeases[lease] = now + 3 * UInt64(options.electionTimeoutMilliseconds) * 1_000_000
+        }
+        logger.debug("revoking expired leases", metadata: ["count": "\(proposals.count)"])
+        try? node.propose(batch: proposals.map(\.data))
+    }
+
+    // MARK: Snapshots and log compaction
+
+    private func compactLog(to snap: (index: UInt64, term: UInt64)) throws {
+        guard snap.index > raftSnapshotIndex else { return }
+        try raftLog.createSnapshot(index: snap.index, confState: nil, data: [])
+        raftSnapshotIndex = snap.index
+        if snap.index > options.snapshotCatchUpEntries {
+            let upTo = snap.index - options.snapshotCatchUpEntries
+            if upTo > (try raftLog.firstIndex()) { try raftLog.compact(upTo: upTo) }
+        }
+        try wal.appendAndSync([.snapshot(WALSnapshotMarker(index: snap.index, term: snap.term))])
+        let removed = try wal.releaseSegments(snapshotIndex: snap.index, maxWALs: options.maxWALs)
+        if !removed.isEmpty { logger.info("wal: released segments", metadata: ["segments": "\(removed)"]) }
+    }
+
+    private func snapshotLoop() {
+        while true {
+            let go = snapshotRequests.withLock(waitingUntil: { $0.wanted || $0.stopping }) { s -> Bool in
+                let w = s.wanted
+                s.wanted = false
+                return w && !s.stopping
+            }
+            if !go { return }
+            takeSnapshot()
+        }
+    }
+
+    /// Writes a snapshot file at the applied index. The file's data may be newer than its
+    /// index (the applier keeps going); restoring it and replaying the WAL from its index is
+    /// still right, because the keyspace skips entries at or below its own applied index.
+    private func takeSnapshot() {
+        let (index, term) = published.withLock { ($0.appliedIndex, $0.appliedTerm) }
+        guard index > snapshotIndexes.current.index else { return }
+        do {
+            let membership = Array("\(hex(identity.memberID))".utf8)
+            let (path, header) = try Snapshotter.write(
+                backend: keyspace.backend, tables: Keyspace<Backend>.tableNames, term: term, index: index,
+                membership: membership, directory: options.snapshotDirectory, logger: logger)
+            snapshotIndexes.withLock { $0 = (index, term) }
+            logger.info(
+                "snapshot written",
+                metadata: ["path": "\(path)", "index": "\(index)", "bytes": "\(header.compressedBytes)"])
+            inbox.withLock { $0.snapshotsTaken.append((index, term)) }
+            inbox.broadcast()
+            let purged = try Snapshotter.purge(directory: options.snapshotDirectory, maxSnapshots: options.maxSnapshots)
+            if !purged.isEmpty { logger.info("snapshots purged", metadata: ["files": "\(purged)"]) }
+        } catch {
+            logger.error("snapshot failed; will retry after more entries", metadata: ["error": "\(error)"])
+        }
+    }
+
+    // MARK: The applier
+
+    private func applyLoop() {
+        while true {
+            let batch = applyQueue.withLock(waitingUntil: { !$0.entries.isEmpty || $0.stopping }) { q -> [Entry] in
+                let n = min(q.entries.count, options.maxApplyBatchEntries)
+                let b = Array(q.entries.prefix(n))
+                q.entries.removeFirst(n)
+                if q.entries.isEmpty && q.stopping { q.stopped = true }
+                return b
+            }
+            applyQueue.broadcast()
+            if batch.isEmpty { return }
+            if published.current.halted == nil { apply(batch) }
+        }
+    }
+
+    private func apply(_ entries: [Entry]) {
+        let skipThrough = keyspace.appliedIndex
+        let todo = entries.filter { $0.index > skipThrough }
+        guard let last = entries.last else { return }
+        var ids: [UInt64] = []
+        ids.reserveCapacity(todo.count)
+        for e in todo where e.type == .normal {
+            if let id = EntryCodec.requestID(e.data) { ids.append(id) }
+        }
+        let calls = pending.withLock { p -> [UInt64: PendingCall] in
+            var out: [UInt64: PendingCall] = [:]
+            out.reserveCapacity(ids.count)
+            for id in ids { if let c = p.removeValue(forKey: id) { out[id] = c } }
+            return out
+        }
+        var results: [(id: UInt64, result: ApplyResult)] = []
+        var leaseChanges: [ApplyResult] = []
+        var alarmChanges: [AlarmChange] = []
+        var revokedLeases: [Int64] = []
+        do {
+            if !todo.isEmpty {
+                try keyspace.apply { w in
+                    results.removeAll(keepingCapacity: true)  // the backend may run this body again
+                    leaseChanges.removeAll()
+                    alarmChanges.removeAll()
+                    revokedLeases.removeAll()
+                    for e in todo {
+                        guard e.type == .normal, !e.data.isEmpty else { continue }
+                        let id = EntryCodec.requestID(e.data) ?? 0
+                        let request: ServerRequest
+                        if let local = calls[id] { request = local.request } else { request = try EntryCodec.decode(e.data) }
+                        let r = try execute(request, w)
+                        switch (request, r) {
+                        case (.leaseGrant, .leaseGrant): leaseChanges.append(r)
+                        case (.leaseRevoke(let lease), .leaseRevoke), (.leaseRevoke(let lease), .failed(.leaseNotFound)):
+                            revokedLeases.append(lease)
+                        case (.alarm(let a), .alarm): alarmChanges.append(a)
+                        default: break
+                        }
+                        results.append((id, r))
+                    }
+                    w.setAppliedIndex(last.index)
+                }
+            }
+        } catch {
+            // A backend failure (or an undecodable entry) cannot be skipped: members would diverge.
+            for (_, c) in calls { c.complete(.failure(.halted("apply: \(error)"))) }
+            halt("applying entries \(todo.first?.index ?? 0)...\(last.index): \(error)")
+            return
+        }
+        for change in leaseChanges {
+            if case .leaseGrant(let id, let ttl, _) = change { lessor.grant(id: id, ttlSeconds: ttl) }
+        }
+        for lease in revokedLeases { lessor.remove(id: lease) }
+        if !alarmChanges.isEmpty {
+            alarms.withLock { set in
+                for a in alarmChanges {
+                    let key = AlarmKey(memberID: a.memberID, alarm: a.alarm)
+                    if a.action == .activate { set.insert(key) } else { set.remove(key) }
+                }
+            }
+        }
+        published.withLock {
+            $0.appliedIndex = max($0.appliedIndex, last.index)
+            $0.appliedTerm = last.term
+        }
+        for (id, r) in results { calls[id]?.complete(.success(r)) }
+        watchHub.notify(revision: keyspace.revision)
+        appliedWaiters.withLock { $0.applied = max($0.applied, last.index) }
+        releaseAppliedWaiters()
+        if last.index >= snapshotIndexes.current.index + options.snapshotCount {
+            snapshotRequests.withLock { $0.wanted = true }
+            snapshotRequests.broadcast()
+        }
+    }
+
+    private func execute(_ request: ServerRequest, _ w: KeyspaceWriter<Backend>) throws(KeyspaceError) -> ApplyResult {
+        do {
+            switch request {
+            case .put(let r): return .put(try w.put(r))
+            case .deleteRange(let r): return .deleteRange(try w.deleteRange(r))
+            case .txn(let t): return .txn(try w.txn(t))
+            case .compact(let rev, _): return .compact(revision: try w.compact(rev))
+            case .leaseGrant(let id, let ttl):
+                try w.leaseGrant(LeaseRecord(id: id, ttlSeconds: ttl))
+                return .leaseGrant(id: id, ttlSeconds: ttl, revision: w.currentRevision)
+            case .leaseRevoke(let id): return .leaseRevoke(revision: try w.leaseRevoke(id))
+            case .alarm: return .alarm(revision: w.currentRevision)
+            }
+        } catch {
+            if case .backend = error { throw error }
+            if case .corrupt = error { throw error }
+            return .failed(error)
+        }
+    }
+
+    private func releaseAppliedWaiters() {
+        let ready = appliedWaiters.withLock { w -> [(UInt64, @Sendable (Result<UInt64, ServerError>) -> Void)] in
+            guard !w.waiters.isEmpty else { return [] }
+            var out: [(UInt64, @Sendable (Result<UInt64, ServerError>) -> Void)] = []
+            var keep: [(index: UInt64, complete: @Sendable (Result<UInt64, ServerError>) -> Void)] = []
+            for x in w.waiters {
+                if x.index <= w.applied { out.append((x.index, x.complete)) } else { keep.append(x) }
+            }
+            w.waiters = keep
+            return out
+        }
+        for (i, c) in ready { c(.success(i)) }
+    }
+}
+
+extension ServerRequest {
+    /// Whether the request can grow the backend (refused while a NOSPACE alarm is raised).
+    var consumesSpace: Bool {
+        switch self {
+        case .put, .txn, .leaseGrant: return true
+        case .deleteRange, .compact, .leaseRevoke, .alarm: return false
+        }
+    }
+}
+
+/// A member could not start; the message says why.
+public struct ServerStartError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}
+
+func hex(_ v: UInt64) -> String { String(v, radix: 16) }
