@@ -203,6 +203,10 @@ let package = Package(
             ],
             swiftSettings: strict),
         .testTarget(
+            name: "CairnServerTests",
+            dependencies: ["CairnServer", "CairnLMDB", "CairnMVCC", "CairnBackend", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        .testTarget(
             name: "CairnRaftTests", dependencies: ["CairnRaft"], resources: [.copy("testdata")],
             swiftSettings: strict),
         .testTarget(name: "CCRC32CTests", dependencies: ["CCRC32C"], swiftSettings: strict),

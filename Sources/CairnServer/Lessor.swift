@@ -70,7 +70,8 @@ public final class Lessor: Sendable {
     public func renew(_ id: Int64) -> Int64? {
         let now = monotonicNanoseconds()
         return state.withLock { s -> Int64? in
-            guard s.primary, let l = s.leases[id] else { return nil }
+            // An expired lease is being revoked: it cannot be kept alive any more.
+            guard s.primary, let l = s.leases[id], l.expiry > now else { return nil }
             s.leases[id]!.expiry = Self.deadline(now, l.ttlSeconds)
             return l.ttlSeconds
         }

@@ -44,13 +44,20 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
     let inbox = LockedCondition(Inbox())
     let applyQueue = LockedCondition(ApplyQueue())
     let snapshotRequests = LockedCondition(SnapshotRequests())
-    let pending = LockedValue<[UInt64: PendingCall]>([:])
+    let pending = LockedValue(PendingTable())
     let published: LockedValue<Published>
     let appliedWaiters = LockedValue(AppliedWaiters())
     let alarms = LockedValue<Set<AlarmKey>>([])
     private let requestIDs: LockedValue<UInt64>
     private let threads = LockedValue<[OSThread]>([])
     private let snapshotIndexes: LockedValue<(index: UInt64, term: UInt64)>
+
+    /// Requests waiting for their entry to apply; `closed` once the member stopped or halted,
+    /// checked under the same lock so no request slips in after the last sweep.
+    struct PendingTable {
+        var calls: [UInt64: PendingCall] = [:]
+        var closed: ServerError?
+    }
 
     struct PendingCall {
         var request: ServerRequest
@@ -67,6 +74,7 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
         var snapshotsTaken: [(index: UInt64, term: UInt64)] = []
         var transferTo: UInt64?
         var stopping = false
+        var closed: ServerError?
 
         var hasWork: Bool {
             !proposals.isEmpty || !reads.isEmpty || !snapshotsTaken.isEmpty || transferTo != nil || stopping
@@ -96,6 +104,11 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
         public var stopping = false
     }
 
+    /// etcd's `AlarmType.NOSPACE`.
+    static var noSpaceAlarm: Int { 1 }
+    /// When the applier last compared the backend's size with the quota (monotonic ns).
+    private var lastQuotaCheck: UInt64 = 0
+
     public struct AlarmKey: Hashable, Sendable {
         public var memberID: UInt64
         /// etcd's `AlarmType`: 1 = NOSPACE, 2 = CORRUPT.
@@ -105,6 +118,7 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
     struct AppliedWaiters {
         var waiters: [(index: UInt64, complete: @Sendable (Result<UInt64, ServerError>) -> Void)] = []
         var applied: UInt64 = 0
+        var closed: ServerError?
     }
 
     // MARK: Opening
@@ -147,22 +161,33 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
             raftLog.setConfState(ConfState(voters: [identity.memberID]))
             fresh = true
         } else {
-            if let newest = snaps.last {
-                snapshotMark = (newest.index, newest.term)
-                if keyspace.appliedIndex < newest.index {
-                    let path = options.snapshotDirectory + "/" + newest.name
+            // The newest snapshot the WAL has a marker for (the marker is written before the
+            // file, so a file without one is the leftover of an interrupted snapshot).
+            let (opened_, replay, chosen) = try openWAL(walDir, newestFirst: Array(snaps.reversed()), logger: logger)
+            let marker = chosen.map { WALSnapshotMarker(index: $0.index, term: $0.term) }
+            let restoreMarker = options.memberDirectory + "/restore.marker"
+            if let chosen {
+                snapshotMark = (chosen.index, chosen.term)
+                let interrupted = fs.exists(restoreMarker)
+                if keyspace.appliedIndex < chosen.index || interrupted {
+                    let path = options.snapshotDirectory + "/" + chosen.name
                     logger.warning(
-                        "keyspace is behind the newest snapshot; restoring it",
+                        interrupted ? "a restore was interrupted; restoring again" : "keyspace is behind the newest snapshot; restoring it",
                         metadata: ["applied": "\(keyspace.appliedIndex)", "snapshot": "\(path)"])
-                    try Snapshotter.restore(
-                        from: path, into: backend, markerPath: options.memberDirectory + "/restore.marker",
-                        logger: logger)
-                    keyspace = try Keyspace(backend: backend, logger: logger)
+                    do {
+                        try Snapshotter.restore(from: path, into: backend, markerPath: restoreMarker, logger: logger)
+                        keyspace = try Keyspace(backend: backend, logger: logger)
+                    } catch {
+                        opened_.close()
+                        throw error
+                    }
                 }
+            } else if fs.exists(restoreMarker) {
+                opened_.close()
+                throw ServerStartError("\(restoreMarker) says a restore was interrupted, but no usable snapshot is left")
             }
-            let marker = snaps.last.map { WALSnapshotMarker(index: $0.index, term: $0.term) }
-            let (opened, replay) = try WAL.open(directory: walDir, snapshot: marker, logger: logger)
-            wal = opened
+            let wal_ = opened_
+            wal = wal_
             identity = ServerIdentity(
                 name: options.name, memberID: replay.metadata.memberID, clusterID: replay.metadata.clusterID,
                 peerURLs: options.peerURLs, clientURLs: options.clientURLs)
@@ -212,6 +237,30 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
                 "revision": "\(keyspace.revision)",
             ])
         return server
+    }
+
+    /// Opens the WAL from the newest snapshot it has a marker for.
+    private static func openWAL(
+        _ walDir: String, newestFirst: [(name: String, term: UInt64, index: UInt64)], logger: Logger
+    ) throws -> (WAL, WALReplay, (name: String, term: UInt64, index: UInt64)?) {
+        var candidates = newestFirst[...]
+        while true {
+            let c = candidates.first
+            let marker = c.map { WALSnapshotMarker(index: $0.index, term: $0.term) }
+            let result: Result<(WAL, WALReplay), WALError>
+            do { result = .success(try WAL.open(directory: walDir, snapshot: marker, logger: logger)) } catch {
+                result = .failure(error)
+            }
+            switch result {
+            case .success(let (wal, replay)):
+                return (wal, replay, c)
+            case .failure(.snapshotNotFound(let index, let term)) where c != nil:
+                logger.warning("snapshot has no WAL marker; ignoring it", metadata: ["index": "\(index)", "term": "\(term)"])
+                candidates = candidates.dropFirst()
+            case .failure(let error):
+                throw error
+            }
+        }
     }
 
     private init(
@@ -312,7 +361,9 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
         if state.stopping { return complete(.failure(.stopped)) }
         if let why = state.halted { return complete(.failure(.halted(why))) }
         if !state.isLeader { return complete(.failure(.noLeader)) }
-        if !alarms.current.isEmpty, request.consumesSpace { return complete(.failure(.spaceExceeded)) }
+        if request.consumesSpace, alarms.current.contains(where: { $0.alarm == Self.noSpaceAlarm }) {
+            return complete(.failure(.spaceExceeded))
+        }
         let id = requestIDs.withLock { v -> UInt64 in
             v &+= 1
             return v
@@ -321,12 +372,13 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
         do { data = try EntryCodec.encode(id: id, request) } catch {
             return complete(.failure(.halted("encoding a request failed: \(error)")))
         }
-        let admitted = pending.withLock { p -> Bool in
-            guard p.count < options.maxPendingRequests else { return false }
-            p[id] = PendingCall(request: request, complete: complete)
-            return true
+        let refusal = pending.withLock { p -> ServerError? in
+            if let closed = p.closed { return closed }
+            guard p.calls.count < options.maxPendingRequests else { return .tooManyRequests }
+            p.calls[id] = PendingCall(request: request, complete: complete)
+            return nil
         }
-        if !admitted { return complete(.failure(.tooManyRequests)) }
+        if let refusal { return complete(.failure(refusal)) }
         inbox.withLock { $0.proposals.append((id, data)) }
         inbox.broadcast()
     }
@@ -338,7 +390,12 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
             let state = published.current
             if state.stopping { return c.resume(returning: .failure(.stopped)) }
             if let why = state.halted { return c.resume(returning: .failure(.halted(why))) }
-            inbox.withLock { $0.reads.append(ReadWaiter(complete: { c.resume(returning: $0) })) }
+            let closed = inbox.withLock { s -> ServerError? in
+                if let closed = s.closed { return closed }
+                s.reads.append(ReadWaiter(complete: { c.resume(returning: $0) }))
+                return nil
+            }
+            if let closed { return c.resume(returning: .failure(closed)) }
             inbox.broadcast()
         }
         _ = try result.get()
@@ -346,7 +403,7 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
 
     /// Asks the leader to hand leadership to `memberID`.
     public func moveLeader(to memberID: UInt64) throws(ServerError) {
-        guard node.status.confState.voters.contains(memberID) || memberID == identity.memberID else {
+        guard voters.contains(memberID) else {
             throw .badLeaderTransferee
         }
         if memberID == identity.memberID { return }
@@ -357,10 +414,12 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
     /// Voters of the current configuration (single-member for now).
     public var voters: [UInt64] { [identity.memberID] }
 
+    /// Fails every waiting request and refuses new ones with `error`.
     private func failAllPending(_ error: ServerError) {
         let calls = pending.withLock { p -> [PendingCall] in
-            let all = Array(p.values)
-            p.removeAll()
+            let all = Array(p.calls.values)
+            p.calls.removeAll()
+            if p.closed == nil { p.closed = error }
             return all
         }
         for c in calls { c.complete(.failure(error)) }
@@ -368,15 +427,24 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
             let r = s.reads
             s.reads = []
             s.proposals = []
+            if s.closed == nil { s.closed = error }
             return r
         }
         for r in reads { r.complete(.failure(error)) }
         let waiting = appliedWaiters.withLock { w -> [@Sendable (Result<UInt64, ServerError>) -> Void] in
             let all = w.waiters.map(\.complete)
             w.waiters = []
+            if w.closed == nil { w.closed = error }
             return all
         }
         for w in waiting { w(.failure(error)) }
+    }
+
+    /// Raft-thread only: fails the reads waiting for a ReadIndex answer.
+    private func failReadWaiters(_ error: ServerError) {
+        let waiting = readWaiters.values.flatMap { $0 }
+        readWaiters = [:]
+        for r in waiting { r.complete(.failure(error)) }
     }
 
     private func halt(_ why: String) {
@@ -402,9 +470,13 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
                 s.transferTo = nil
                 return w
             }
-            if published.current.halted != nil {
-                for r in work.reads { r.complete(.failure(.halted(published.current.halted ?? ""))) }
+            if let why = published.current.halted {
+                // Halted: answer what arrives, keep no clock (nothing to tick), wait for stop.
+                for r in work.reads { r.complete(.failure(.halted(why))) }
+                failProposals(work.proposals, .halted(why))
+                failReadWaiters(.halted(why))
                 if work.stopping { return }
+                nextTick = UInt64.max / 2
                 continue
             }
             do {
@@ -419,9 +491,13 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
                 for s in work.snapshotsTaken { try compactLog(to: s) }
                 if let to = work.transferTo { try node.transferLeader(to: to) }
                 try processReady()
-                if work.stopping { return }
+                if work.stopping {
+                    failReadWaiters(.stopped)
+                    return
+                }
             } catch {
                 halt("raft loop: \(error)")
+                failReadWaiters(.halted("raft loop: \(error)"))
                 if work.stopping { return }
             }
         }
@@ -431,9 +507,13 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
         do {
             try node.propose(batch: proposals.map(\.data))
         } catch {
-            let calls = pending.withLock { p in proposals.compactMap { p.removeValue(forKey: $0.id) } }
-            for c in calls { c.complete(.failure(.noLeader)) }
+            failProposals(proposals, .noLeader)
         }
+    }
+
+    private func failProposals(_ proposals: [(id: UInt64, data: [UInt8])], _ error: ServerError) {
+        let calls = pending.withLock { p in proposals.compactMap { p.calls.removeValue(forKey: $0.id) } }
+        for c in calls { c.complete(.failure(error)) }
     }
 
     private func requestRead(_ reads: [ReadWaiter]) {
@@ -463,13 +543,14 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
             if rd.mustSync || !rd.entries.isEmpty {
                 var records: [WALRecord] = []
                 records.reserveCapacity(rd.entries.count + 1)
-                if let hs = unsavedHardState {
-                    records.append(.hardState(WALHardState(term: hs.term, vote: hs.vote, commit: hs.commit)))
-                    unsavedHardState = nil
-                }
                 for e in rd.entries {
                     records.append(
                         .entry(WALEntry(term: e.term, index: e.index, type: WALEntryType(rawValue: e.type.rawValue), data: e.data)))
+                }
+                // After the entries: a hard state never commits past what precedes it in the log.
+                if let hs = unsavedHardState {
+                    records.append(.hardState(WALHardState(term: hs.term, vote: hs.vote, commit: hs.commit)))
+                    unsavedHardState = nil
                 }
                 try wal.appendAndSync(records)
             }
@@ -500,9 +581,7 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
             lessor.demote()
             // Proposals this member accepted may still commit under the next leader; readers
             // waiting for a ReadIndex answer from this term will not get one.
-            let waiting = readWaiters.values.flatMap { $0 }
-            readWaiters = [:]
-            for r in waiting { r.complete(.failure(.noLeader)) }
+            failReadWaiters(.noLeader)
         }
     }
 
@@ -511,8 +590,13 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
         var ctx: UInt64 = 0
         for b in rs.requestContext { ctx = ctx << 8 | UInt64(b) }
         guard let waiters = readWaiters.removeValue(forKey: ctx) else { return }
-        appliedWaiters.withLock { w in
+        let closed = appliedWaiters.withLock { w -> ServerError? in
+            if let closed = w.closed { return closed }
             for r in waiters { w.waiters.append((rs.index, r.complete)) }
+            return nil
+        }
+        if let closed {
+            for r in waiters { r.complete(.failure(closed)) }
         }
         releaseAppliedWaiters()
     }
@@ -559,7 +643,6 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
             let upTo = snap.index - options.snapshotCatchUpEntries
             if upTo > (try raftLog.firstIndex()) { try raftLog.compact(upTo: upTo) }
         }
-        try wal.appendAndSync([.snapshot(WALSnapshotMarker(index: snap.index, term: snap.term))])
         let removed = try wal.releaseSegments(snapshotIndex: snap.index, maxWALs: options.maxWALs)
         if !removed.isEmpty { logger.info("wal: released segments", metadata: ["segments": "\(removed)"]) }
     }
@@ -581,8 +664,10 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
     /// still right, because the keyspace skips entries at or below its own applied index.
     private func takeSnapshot() {
         let (index, term) = published.withLock { ($0.appliedIndex, $0.appliedTerm) }
-        guard index > snapshotIndexes.current.index else { return }
+        guard index >= snapshotIndexes.current.index + options.snapshotCount else { return }
         do {
+            // The WAL marker first: a file always has its marker, so replay can start from it.
+            try wal.appendAndSync([.snapshot(WALSnapshotMarker(index: index, term: term))])
             let membership = Array("\(hex(identity.memberID))".utf8)
             let (path, header) = try Snapshotter.write(
                 backend: keyspace.backend, tables: Keyspace<Backend>.tableNames, term: term, index: index,
@@ -629,7 +714,7 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
         let calls = pending.withLock { p -> [UInt64: PendingCall] in
             var out: [UInt64: PendingCall] = [:]
             out.reserveCapacity(ids.count)
-            for id in ids { if let c = p.removeValue(forKey: id) { out[id] = c } }
+            for id in ids { if let c = p.calls.removeValue(forKey: id) { out[id] = c } }
             return out
         }
         var results: [(id: UInt64, result: ApplyResult)] = []
@@ -687,10 +772,28 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
         watchHub.notify(revision: keyspace.revision)
         appliedWaiters.withLock { $0.applied = max($0.applied, last.index) }
         releaseAppliedWaiters()
+        checkQuota()
         if last.index >= snapshotIndexes.current.index + options.snapshotCount {
             snapshotRequests.withLock { $0.wanted = true }
             snapshotRequests.broadcast()
         }
+    }
+
+    /// Applier thread: raises NOSPACE (through Raft, as etcd does) once the backend's data
+    /// reaches the quota. Writes that can grow it are then refused before they are proposed;
+    /// reads, deletes, compaction and disarming keep working. Checked at most every 100 ms.
+    private func checkQuota() {
+        let now = monotonicNanoseconds()
+        guard now >= lastQuotaCheck + 100_000_000 else { return }
+        lastQuotaCheck = now
+        guard published.current.isLeader,
+            !alarms.current.contains(where: { $0.alarm == Self.noSpaceAlarm }),
+            let stats = try? keyspace.backend.stats(), stats.sizeInUseBytes >= options.quotaBackendBytes
+        else { return }
+        logger.warning(
+            "backend quota reached: raising NOSPACE",
+            metadata: ["in-use-bytes": "\(stats.sizeInUseBytes)", "quota-bytes": "\(options.quotaBackendBytes)"])
+        submit(.alarm(AlarmChange(action: .activate, memberID: identity.memberID, alarm: Self.noSpaceAlarm))) { _ in }
     }
 
     private func execute(_ request: ServerRequest, _ w: KeyspaceWriter<Backend>) throws(KeyspaceError) -> ApplyResult {

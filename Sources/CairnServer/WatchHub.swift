@@ -211,6 +211,8 @@ public final class WatchHub<Backend: StorageBackend>: @unchecked Sendable {
         }
         let now = monotonicNanoseconds()
         for w in group {
+            // A stream that filled up during this pass keeps its watchers where they are.
+            if w.sink?.isBlocked ?? true { continue }
             let live = state.withLock { s -> Bool in
                 guard s.watchers[ObjectIdentifier(w)] != nil else { return false }
                 w.nextRevision = through + 1

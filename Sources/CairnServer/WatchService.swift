@@ -118,8 +118,10 @@ final class WatchStream<B: StorageBackend>: GRPCBidiStreamHandler, WatchSink, @u
             return
         }
         r.watchID = id
+        // From the revision after the one the created response reports, so nothing between
+        // the two is missed.
         let w = Watcher(
-            id: id, key: key, rangeEnd: end, startRevision: c.startRevision, prevKV: c.prevKv,
+            id: id, key: key, rangeEnd: end, startRevision: c.startRevision > 0 ? c.startRevision : revision + 1, prevKV: c.prevKv,
             noPut: c.filters.contains(.noput), noDelete: c.filters.contains(.nodelete),
             progressNotify: c.progressNotify, fragment: c.fragment, sink: self)
         watchers[id] = w
@@ -153,15 +155,18 @@ final class WatchStream<B: StorageBackend>: GRPCBidiStreamHandler, WatchSink, @u
         let count = bytes.readableBytes
         outstanding.withLock { $0 += count }
         let promise = eventLoop.makePromise(of: Void.self)
-        promise.futureResult.whenComplete { [self] _ in
-            let wasBlocked = outstanding.withLock { n -> Bool in
-                let was = n > Self.maxOutstandingBytes
-                n -= count
-                return was && n <= Self.maxOutstandingBytes
-            }
-            if wasBlocked { server.watchHub.notify() }
-        }
+        promise.futureResult.whenComplete { [self] _ in release(count) }
         writer.value.send(bytes, promise: promise)
+    }
+
+    /// Forgets `count` outstanding bytes; wakes the hub if that unblocks the stream.
+    private func release(_ count: Int) {
+        let unblocked = outstanding.withLock { n -> Bool in
+            let was = n > Self.maxOutstandingBytes
+            n -= count
+            return was && n <= Self.maxOutstandingBytes
+        }
+        if unblocked { server.watchHub.notify() }
     }
 
     // MARK: WatchSink (dispatcher thread)
@@ -246,7 +251,7 @@ final class WatchStream<B: StorageBackend>: GRPCBidiStreamHandler, WatchSink, @u
         let total = buffers.reduce(0) { $0 + $1.readableBytes }
         outstanding.withLock { $0 += total }
         eventLoop.execute { [self] in
-            outstanding.withLock { $0 -= total }
+            release(total)
             guard !closed, watchers[watcher.id] === watcher else { return }
             for b in buffers { write(b) }
         }

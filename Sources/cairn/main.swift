@@ -92,7 +92,10 @@ enum ServerMain {
             throw ExitCode(1)
         }
         defer { lock.unlock() }
-        let config = BackendConfiguration(tables: Keyspace<LMDBBackend>.tableNames, quotaBytes: options.quotaBackendBytes)
+        // The quota is a soft limit (NOSPACE is raised when it is reached); the backend's hard
+        // limit leaves room above it so that entries already committed can always be applied.
+        let hardLimit = options.quotaBackendBytes + options.quotaBackendBytes / 4 + (64 << 20)
+        let config = BackendConfiguration(tables: Keyspace<LMDBBackend>.tableNames, quotaBytes: hardLimit)
         let backend = try LMDBBackend(path: options.keyspaceDirectory, configuration: config)
         let server = try RaftServer.open(options: options, backend: backend, logger: logger)
         try server.start()
