@@ -20,6 +20,9 @@ against two fresh single-member clusters:
   granted TTL printed next to it (a remaining TTL out of that range is kept,
   so it shows as a difference).
 
+The keys attached to a lease (lease timetolive --keys) are sorted: etcd
+lists them in Go map order, which changes from run to run.
+
 Table borders are reduced to one canonical line per column count and cell
 padding is trimmed (padding only follows the width of the content, which
 normalization changes).
@@ -169,6 +172,8 @@ class Normalizer:
         if is_status:
             text = JSON_VERSION_RE.sub(r'\1"<VERSION>"', text)
             text = FIELD_VERSION_RE.sub(r'\1"<VERSION>"', text)
+        if has_command(args, "lease", "timetolive"):
+            text = self._sort_lease_keys(text)
         lines = text.split("\n")
         if is_status:
             lines = [self.comma_row(STATUS_COLUMNS, l) for l in lines]
@@ -178,6 +183,17 @@ class Normalizer:
             lines = self._lease_list(lines)
         lines = self.tables(lines)
         return "\n".join(lines)
+
+    @staticmethod
+    def _sort_lease_keys(text):
+        text = re.sub(r"attached keys\(\[([^\]]*)\]\)",
+                      lambda m: "attached keys([%s])" % " ".join(sorted(m.group(1).split(" "))), text)
+        text = re.sub(r'"keys":\[([^\]]*)\]',
+                      lambda m: '"keys":[%s]' % ",".join(sorted(m.group(1).split(","))), text)
+        # -w fields: a run of '"Key" : ...' lines
+        return re.sub(r'(?:^"Key" : .*$\n?)+',
+                      lambda m: "\n".join(sorted(m.group(0).rstrip("\n").split("\n")))
+                      + ("\n" if m.group(0).endswith("\n") else ""), text, flags=re.M)
 
     def _lease_list(self, lines):
         out, in_list = [], False

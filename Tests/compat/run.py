@@ -398,14 +398,18 @@ def render(raw, normalized=True):
     return "\n".join(out) + "\n"
 
 
-def side_args(p, prefix, required):
-    p.add_argument("--%sserver" % prefix, help="server command (default etcd)" if not required else None,
-                   default="etcd")
-    p.add_argument("--%sclient" % prefix, default="etcdctl", help="client command (default etcdctl)")
-    p.add_argument("--%spreload" % prefix, action="append", default=[], metavar="KEY=VALUE",
-                   help="put this key (with etcdctl) before the script runs")
-    p.add_argument("--%sraw" % prefix, help="use this saved raw transcript instead of a live run"
-                   if prefix else "also write the raw transcript (JSON) here")
+def side_args(p, prefix):
+    """Options of one side; prefix "" (run) or "a_"/"b_" (compare: --a-server, ...)."""
+    flag = "--" + prefix.replace("_", "-")
+    p.add_argument(flag + "server", dest=prefix + "server", default="etcd",
+                   help="server command, shlex-split, etcd's flags appended (default etcd)")
+    p.add_argument(flag + "client", dest=prefix + "client", default="etcdctl",
+                   help="client command (default etcdctl)")
+    p.add_argument(flag + "preload", dest=prefix + "preload", action="append", default=[],
+                   metavar="KEY=VALUE", help="put this key (with etcdctl) before the script runs")
+    p.add_argument(flag + "raw", dest=prefix + "raw",
+                   help="use this saved raw transcript instead of a live run" if prefix
+                   else "also write the raw transcript (JSON) here")
 
 
 def get_side(ns, prefix, script, keep):
@@ -426,12 +430,12 @@ def main():
         p.add_argument("--keep", action="store_true", help="keep the temp dirs (data dir, logs)")
         p.add_argument("--out-dir", help="write transcripts (raw JSON and normalized text) here")
         if mode == "run":
-            side_args(p, "", False)
+            side_args(p, "")
             p.add_argument("--out", help="write the normalized transcript here (default stdout)")
             p.add_argument("--unnormalized", action="store_true")
         else:
-            side_args(p, "a_", True)
-            side_args(p, "b_", True)
+            side_args(p, "a_")
+            side_args(p, "b_")
             p.add_argument("--a-name", default="a")
             p.add_argument("--b-name", default="b")
     p = sub.add_parser("normalize")

@@ -95,6 +95,15 @@ class Equal(unittest.TestCase):
                    '{"id":47,"ttl":600,"granted-ttl":600,"keys":null}',
                    '"ID" : 47\n"TTL" : 590\n"GrantedTTL" : 600'])
 
+    def test_lease_keys_order(self):
+        self.same("lease timetolive --keys 1f",
+                  ["lease 1f granted with TTL(600s), remaining(599s), attached keys([l/1 l/2])",
+                   '{"id":31,"ttl":599,"granted-ttl":600,"keys":["bC8x","bC8y"]}',
+                   '"TTL" : 599\n"GrantedTTL" : 600\n"Key" : "l/1"\n"Key" : "l/2"\n'],
+                  ["lease 1f granted with TTL(600s), remaining(599s), attached keys([l/2 l/1])",
+                   '{"id":31,"ttl":599,"granted-ttl":600,"keys":["bC8y","bC8x"]}',
+                   '"TTL" : 599\n"GrantedTTL" : 600\n"Key" : "l/2"\n"Key" : "l/1"\n'])
+
     def test_lease_list(self):
         self.same("lease list", ["found 2 leases\n390da216ae289408\n390da216ae28940d"],
                   ["found 2 leases\n1\n2"])
@@ -148,6 +157,13 @@ class Different(unittest.TestCase):
         self.differ("lease timetolive 1", ["TTL(600s), remaining(599s)"], ["TTL(600s), remaining(601s)"])
         self.differ("lease timetolive 1", ['"ttl":599,"granted-ttl":600'], ['"ttl":100,"granted-ttl":600'])
         self.differ("lease timetolive 1", ['"ttl":-1,"granted-ttl":0'], ['"ttl":0,"granted-ttl":0'])
+
+    def test_lease_keys_content(self):
+        self.differ("lease timetolive --keys 1f", ["attached keys([l/1 l/2])"], ["attached keys([l/1 l/3])"])
+        self.differ("lease timetolive --keys 1f", ['"keys":["bC8x","bC8y"]'], ['"keys":["bC8x"]'])
+        self.differ("-w fields lease timetolive --keys 1f", ['"Key" : "l/1"\n"Key" : "l/2"'], ['"Key" : "l/1"'])
+        # outside timetolive, order is compared
+        self.differ("get --prefix l/", ['"keys":["bC8x","bC8y"]'], ['"keys":["bC8y","bC8x"]'])
 
     def test_version_and_size_outside_status(self):
         # a key's version (fields) is a bare int, never normalized
