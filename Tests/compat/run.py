@@ -189,8 +189,7 @@ class Server:
             self.stop()
             tail = self.log_tail()
             if "address already in use" not in tail:
-                raise RuntimeError("server did not become healthy within %.0fs; log tail:\n%s"
-                                   % (READY_DEADLINE, tail))
+                raise RuntimeError(self.not_ready + " (server log tail above)")
             log("port collision; retrying with new ports")
         raise RuntimeError("server could not start (ports in use)")
 
@@ -198,7 +197,7 @@ class Server:
         deadline = time.monotonic() + READY_DEADLINE
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                log("server exited with %s before it was ready" % exit_text(self.proc.returncode))
+                self.not_ready = "server exited with %s before it was ready" % exit_text(self.proc.returncode)
                 return False
             try:
                 r = subprocess.run(health_client + ["--endpoints=" + self.client_url,
@@ -210,6 +209,7 @@ class Server:
             except subprocess.TimeoutExpired:
                 pass
             time.sleep(0.2)
+        self.not_ready = "server did not become healthy within %.0fs" % READY_DEADLINE
         return False
 
     def log_tail(self, n=40):
@@ -422,12 +422,15 @@ def get_side(ns, prefix, script, keep):
 
 
 def main():
+    global READY_DEADLINE
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="mode", required=True)
     for mode in ("run", "compare"):
         p = sub.add_parser(mode)
         p.add_argument("--script", default=DEFAULT_SCRIPT)
         p.add_argument("--keep", action="store_true", help="keep the temp dirs (data dir, logs)")
+        p.add_argument("--ready-timeout", type=float, default=READY_DEADLINE,
+                       help="seconds to wait for the server's health (default %(default)s)")
         p.add_argument("--out-dir", help="write transcripts (raw JSON and normalized text) here")
         if mode == "run":
             side_args(p, "")
@@ -441,6 +444,8 @@ def main():
     p = sub.add_parser("normalize")
     p.add_argument("raw")
     ns = ap.parse_args()
+    if hasattr(ns, "ready_timeout"):
+        READY_DEADLINE = ns.ready_timeout
 
     if ns.mode == "normalize":
         with open(ns.raw, encoding="utf-8") as f:
