@@ -57,7 +57,8 @@ def parse_script(path):
                                  (a line '@repeat N TEXT' inside expands to N lines,
                                  '{i}' in TEXT counting from 0)
       NAME &: ARGS...            start the client in the background
-      @stop NAME until TEXT      wait (<= 10 s) until NAME's stdout holds TEXT, then SIGTERM it
+      @stop NAME until TEXT      wait (<= 10 s) until NAME's stdout holds TEXT and ends with a
+                                 newline (choose TEXT on the last line expected), then SIGTERM it
                                  and record it (TEXT is shlex-split then joined by spaces)
       @capture VAR NAME REGEX [dec2hex]  VAR := group 1 of REGEX in NAME's stdout; ${VAR} in
                                  later ARGS and stdin is replaced by it
@@ -267,9 +268,11 @@ def run_script(steps, client, endpoint, workdir):
                 seen = False
                 while time.monotonic() < deadline:
                     with open(out_path, "rb") as f:
-                        if step.extra["until"].encode() in f.read():
-                            seen = True
-                            break
+                        data = f.read()
+                    # the text, and the line it is on, complete
+                    if step.extra["until"].encode() in data and data.endswith(b"\n"):
+                        seen = True
+                        break
                     if proc.poll() is not None:
                         break
                     time.sleep(0.05)
@@ -453,7 +456,11 @@ def main():
         return 0
 
     if ns.mode == "run":
-        raw = run_side(ns.server, ns.client, ns.script, ns.preload, ns.keep)
+        try:
+            raw = run_side(ns.server, ns.client, ns.script, ns.preload, ns.keep)
+        except Exception as e:
+            log("run failed: %s" % e)
+            return 2
         if ns.raw:
             with open(ns.raw, "w", encoding="utf-8") as f:
                 json.dump(raw, f, indent=1)
