@@ -346,6 +346,7 @@ def run_side(server_cmd, client_cmd, script, preload=(), keep=False):
             "preload": list(preload),
             "client_url": server.client_url, "peer_url": server.peer_url, "data_dir": server.data_dir,
             "server_alive_at_end": alive, "server_exit": exit_text(code) if code is not None else None,
+            "server_log_tail": server.log_tail(300),
             "steps": records,
         }
     except Exception:
@@ -487,6 +488,8 @@ def main():
                 json.dump(raw, f, indent=1)
             with open(os.path.join(ns.out_dir, name + ".txt"), "w", encoding="utf-8") as f:
                 f.write(text)
+            with open(os.path.join(ns.out_dir, name + ".server.log"), "w", encoding="utf-8") as f:
+                f.write(raw.get("server_log_tail", "") + "\n")
     (an, _, at), (bn, _, bt) = sides
     diff = list(difflib.unified_diff(at.splitlines(True), bt.splitlines(True), an, bn, n=4))
     if diff:
