@@ -214,7 +214,11 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "CairnctlTests",
-            dependencies: ["cairnctl", "CairnClient", "CairnProto"],
+            dependencies: [
+                "cairnctl", "CairnClient", "CairnProto",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict),
         .testTarget(
             name: "CairnRaftTests", dependencies: ["CairnRaft"], resources: [.copy("testdata")],
