@@ -81,9 +81,11 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         if let timeout {
             headers.add(name: "grpc-timeout", value: Self.encodeTimeout(timeout))
             let nanos = Self.nanoseconds(timeout)
-            call.deadlineTask = context.eventLoop.scheduleTask(in: .nanoseconds(nanos)) { [weak self, weak call] in
-                guard let self, let call else { return }
-                self.reset(call, status: GRPCStatus(.deadlineExceeded, "context deadline exceeded"))
+            // The task runs on this event loop and is cancelled when the call ends.
+            let bound = NIOLoopBound((self, call), eventLoop: context.eventLoop)
+            call.deadlineTask = context.eventLoop.scheduleTask(in: .nanoseconds(nanos)) {
+                let (handler, call) = bound.value
+                handler.reset(call, status: GRPCStatus(.deadlineExceeded, "context deadline exceeded"))
             }
         }
         for (name, value) in metadata { headers.add(name: name, value: value) }

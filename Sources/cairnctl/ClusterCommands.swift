@@ -3,6 +3,7 @@ import CairnClient
 import CairnGRPC
 import CairnProto
 import Foundation
+import SwiftProtobuf
 
 /// Parses a member ID written in hex, as etcdctl does.
 func parseMemberID(_ args: [String], command: String) throws(CtlError) -> UInt64 {
@@ -19,10 +20,29 @@ func peerURLs(_ text: String) throws(CtlError) -> [String] {
     return urls
 }
 
+/// The responses of member remove, update and promote: a header and the members after the change.
+protocol MemberChangeResponse: SwiftProtobuf.Message {
+    var hasHeader: Bool { get }
+    var header: Etcdserverpb_ResponseHeader { get }
+    var members: [Etcdserverpb_Member] { get }
+}
+
+extension Etcdserverpb_MemberRemoveResponse: MemberChangeResponse {}
+extension Etcdserverpb_MemberUpdateResponse: MemberChangeResponse {}
+extension Etcdserverpb_MemberPromoteResponse: MemberChangeResponse {}
+
 struct MemberCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "member", abstract: "Membership related commands",
         subcommands: [Add.self, Remove.self, Update.self, List.self, Promote.self])
+
+    /// Sends a remove/update/promote request and prints "Member … <verb> … cluster …".
+    static func change<Req, Resp: MemberChangeResponse>(
+        _ context: CommandContext, _ method: UnaryMethod<Req, Resp>, _ request: Req, id: UInt64, verb: String
+    ) async throws {
+        let r = try await wrapping { try await context.client().call(method, request, timeout: context.commandTimeout) }
+        emit(try context.printer.memberChange(verb: verb, id: id, hasHeader: r.hasHeader, header: r.header, member: nil, members: r.members))
+    }
 
     struct Add: CtlCommand {
         static let configuration = CommandConfiguration(abstract: "Adds a member into the cluster")
@@ -60,8 +80,7 @@ struct MemberCommand: AsyncParsableCommand {
         func execute(_ context: CommandContext) async throws {
             var request = Etcdserverpb_MemberRemoveRequest()
             request.id = try parseMemberID(self.args, command: "remove")
-            let r = try await wrapping { try await context.client().call(EtcdMethods.memberRemove, request, timeout: context.commandTimeout) }
-            emit(try context.printer.memberChange(verb: "removed", id: request.id, hasHeader: r.hasHeader, header: r.header, member: nil, members: r.members))
+            try await MemberCommand.change(context, EtcdMethods.memberRemove, request, id: request.id, verb: "removed")
         }
     }
 
@@ -75,8 +94,7 @@ struct MemberCommand: AsyncParsableCommand {
             var request = Etcdserverpb_MemberUpdateRequest()
             request.id = try parseMemberID(self.args, command: "update")
             request.peerUrls = try cairnctl.peerURLs(self.peerURLs)
-            let r = try await wrapping { try await context.client().call(EtcdMethods.memberUpdate, request, timeout: context.commandTimeout) }
-            emit(try context.printer.memberChange(verb: "updated", id: request.id, hasHeader: r.hasHeader, header: r.header, member: nil, members: r.members))
+            try await MemberCommand.change(context, EtcdMethods.memberUpdate, request, id: request.id, verb: "updated")
         }
     }
 
@@ -88,8 +106,7 @@ struct MemberCommand: AsyncParsableCommand {
         func execute(_ context: CommandContext) async throws {
             var request = Etcdserverpb_MemberPromoteRequest()
             request.id = try parseMemberID(self.args, command: "promote")
-            let r = try await wrapping { try await context.client().call(EtcdMethods.memberPromote, request, timeout: context.commandTimeout) }
-            emit(try context.printer.memberChange(verb: "promoted", id: request.id, hasHeader: r.hasHeader, header: r.header, member: nil, members: r.members))
+            try await MemberCommand.change(context, EtcdMethods.memberPromote, request, id: request.id, verb: "promoted")
         }
     }
 
