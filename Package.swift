@@ -18,6 +18,8 @@ let package = Package(
         .executable(name: "cairn-wal-bench", targets: ["WALBench"]),
         .executable(name: "cairn-raft-bench", targets: ["RaftBench"]),
         .executable(name: "cairn-grpc-bench", targets: ["GRPCBench"]),
+        .executable(name: "cairnctl", targets: ["cairnctl"]),
+        .library(name: "CairnClient", targets: ["CairnClient"]),
         .library(name: "CairnRaft", targets: ["CairnRaft"]),
         .library(name: "CairnMVCC", targets: ["CairnMVCC"]),
     ],
@@ -76,6 +78,31 @@ let package = Package(
                 "CairnSnapshot", "CairnFS", "CairnSync", "CCRC32C",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+
+        // The etcd v3 client library (gRPC over swift-nio-http2) and etcdctl's counterpart.
+        .target(
+            name: "CairnClient",
+            dependencies: [
+                "CairnProto", "CairnGRPC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "cairnctl",
+            dependencies: [
+                "CairnClient", "CairnProto", "CairnGRPC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
@@ -205,6 +232,14 @@ let package = Package(
         .testTarget(
             name: "CairnServerTests",
             dependencies: ["CairnServer", "CairnLMDB", "CairnMVCC", "CairnBackend", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        .testTarget(
+            name: "CairnctlTests",
+            dependencies: [
+                "cairnctl", "CairnClient", "CairnProto",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict),
         .testTarget(
             name: "CairnRaftTests", dependencies: ["CairnRaft"], resources: [.copy("testdata")],

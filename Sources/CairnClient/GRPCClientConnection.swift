@@ -1,0 +1,214 @@
+import CairnGRPC
+import Logging
+import NIOCore
+import NIOHTTP2
+import NIOPosix
+
+/// A server address: `host:port`, optionally written as `http://host:port`.
+public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// Parses `host:port`, `http://host:port` or `[v6]:port`; `https://` is refused until TLS exists.
+    public init(parsing text: String) throws(GRPCStatus) {
+        var rest = Substring(text)
+        if rest.hasPrefix("http://") { rest = rest.dropFirst(7) }
+        if rest.hasPrefix("https://") || rest.hasPrefix("unixs://") {
+            throw GRPCStatus(.unimplemented, "TLS endpoints are not supported yet: \(text)")
+        }
+        while rest.hasSuffix("/") { rest = rest.dropLast() }
+        guard let colon = rest.lastIndex(of: ":"), let port = Int(rest[rest.index(after: colon)...]),
+            (1...65535).contains(port)
+        else { throw GRPCStatus(.invalidArgument, "bad endpoint \"\(text)\": want host:port") }
+        var host = rest[..<colon]
+        if host.hasPrefix("["), host.hasSuffix("]") { host = host.dropFirst().dropLast() }
+        guard !host.isEmpty else { throw GRPCStatus(.invalidArgument, "bad endpoint \"\(text)\": want host:port") }
+        self.host = String(host)
+        self.port = port
+    }
+
+    public var description: String { self.host.contains(":") ? "[\(self.host)]:\(self.port)" : "\(self.host):\(self.port)" }
+}
+
+/// One HTTP/2 connection to one endpoint carrying any number of concurrent gRPC calls.
+///
+/// Thread-safe: every method may be called from any task; the work happens on the channel's
+/// event loop, which is the only hop a call makes.
+public final class GRPCClientConnection: Sendable {
+    public let endpoint: Endpoint
+    let channel: any Channel
+    let handler: NIOLoopBound<ClientConnectionHandler>
+    let maxMessageBytes: Int
+
+    private init(endpoint: Endpoint, channel: any Channel, handler: NIOLoopBound<ClientConnectionHandler>, maxMessageBytes: Int) {
+        self.endpoint = endpoint
+        self.channel = channel
+        self.handler = handler
+        self.maxMessageBytes = maxMessageBytes
+    }
+
+    /// Connects over plaintext HTTP/2 with prior knowledge (h2c). The one place connections are
+    /// set up: TLS will be added here.
+    static func connect(
+        to endpoint: Endpoint, group: any EventLoopGroup, dialTimeout: Duration, maxMessageBytes: Int, logger: Logger
+    ) -> EventLoopFuture<GRPCClientConnection> {
+        let authority = endpoint.description
+        return ClientBootstrap(group: group)
+            .connectTimeout(.nanoseconds(ClientConnectionHandler.nanoseconds(dialTimeout)))
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let settings: HTTP2Settings = [
+                        HTTP2Setting(parameter: .maxHeaderListSize, value: 1 << 20),
+                        HTTP2Setting(parameter: .initialWindowSize, value: 1 << 20),
+                        HTTP2Setting(parameter: .enablePush, value: 0),
+                    ]
+                    try channel.pipeline.syncOperations.addHandler(NIOHTTP2Handler(mode: .client, initialSettings: settings))
+                    try channel.pipeline.syncOperations.addHandler(ClientConnectionHandler(authority: authority, logger: logger))
+                }
+            }
+            .connect(host: endpoint.host, port: endpoint.port)
+            .flatMapThrowing { channel in
+                let handler = try channel.pipeline.syncOperations.handler(type: ClientConnectionHandler.self)
+                return GRPCClientConnection(
+                    endpoint: endpoint, channel: channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop),
+                    maxMessageBytes: maxMessageBytes)
+            }
+    }
+
+    /// False once the connection closed; calls then fail with UNAVAILABLE.
+    public var isActive: Bool { self.channel.isActive }
+
+    public func close() async {
+        try? await self.channel.close()
+    }
+
+    /// One unary call: `request` (serialized, unframed) in, the response message out, or a `GRPCStatus` thrown.
+    public func unary(path: String, request: ByteBuffer, timeout: Duration?) async throws -> ByteBuffer {
+        let el = self.channel.eventLoop
+        let handler = self.handler
+        let maxBytes = self.maxMessageBytes
+        let promise = el.makePromise(of: ByteBuffer.self)
+        let box = NIOLoopBoundBox.makeEmptyBox(valueType: ClientCall.self, eventLoop: el)
+        return try await withTaskCancellationHandler {
+            el.execute {
+                var response: ByteBuffer?
+                let call = ClientCall(
+                    maxMessageBytes: maxBytes,
+                    onMessage: { message in
+                        if response == nil { response = message }
+                        return true
+                    },
+                    onClose: { status in
+                        if status.code != .ok {
+                            promise.fail(status)
+                        } else if let response {
+                            promise.succeed(response)
+                        } else {
+                            promise.fail(GRPCStatus(.internal, "server sent no response message"))
+                        }
+                    })
+                box.value = call
+                handler.value.start(call, path: path, timeout: timeout, message: request, endStream: true, metadata: [])
+            }
+            return try await promise.futureResult.get()
+        } onCancel: {
+            el.execute {
+                if let call = box.value { handler.value.reset(call, status: GRPCStatus(.cancelled, "context canceled")) }
+            }
+        }
+    }
+
+    /// Opens a streaming call. With `request` the request stream carries that one message and
+    /// ends (server streaming); without, send messages with `GRPCStreamingCall.send`.
+    ///
+    /// Responses are buffered up to `bufferedMessagesMax`; beyond that the stream's HTTP/2 window
+    /// is not credited, so the server stops sending until the consumer catches up.
+    public func openStream(path: String, request: ByteBuffer?, timeout: Duration? = nil, bufferedMessagesMax: Int = 16) -> GRPCStreamingCall {
+        let el = self.channel.eventLoop
+        let handler = self.handler
+        let maxBytes = self.maxMessageBytes
+        let box = NIOLoopBoundBox.makeEmptyBox(valueType: ClientCall.self, eventLoop: el)
+        let delegate = GRPCStreamingCall.Delegate(eventLoop: el, handler: handler, call: box)
+        let high = max(1, bufferedMessagesMax)
+        let produced = NIOThrowingAsyncSequenceProducer.makeSequence(
+            elementType: ByteBuffer.self, failureType: (any Error).self,
+            backPressureStrategy: NIOAsyncSequenceProducerBackPressureStrategies.HighLowWatermark(lowWatermark: max(0, high / 2), highWatermark: high),
+            finishOnDeinit: true, delegate: delegate)
+        let source = produced.source
+        el.execute {
+            let call = ClientCall(
+                maxMessageBytes: maxBytes,
+                onMessage: { message in source.yield(message) == .produceMore },
+                onClose: { status in
+                    if status.code == .ok { source.finish() } else { source.finish(status) }
+                })
+            box.value = call
+            handler.value.start(call, path: path, timeout: timeout, message: request, endStream: request != nil, metadata: [])
+        }
+        return GRPCStreamingCall(delegate: delegate, responses: produced.sequence)
+    }
+}
+
+/// A streaming call: send request messages, iterate `responses` (which throws the call's
+/// non-OK status), `cancel()` to reset the stream.
+public struct GRPCStreamingCall: Sendable {
+    /// Connects the response sequence's demand and termination to the stream.
+    public struct Delegate: NIOAsyncSequenceProducerDelegate {
+        let eventLoop: any EventLoop
+        let handler: NIOLoopBound<ClientConnectionHandler>
+        let call: NIOLoopBoundBox<ClientCall?>
+
+        public func produceMore() {
+            let (handler, call) = (self.handler, self.call)
+            self.eventLoop.execute { if let c = call.value { handler.value.resume(c) } }
+        }
+
+        public func didTerminate() { self.cancel() }
+
+        func cancel() {
+            let (handler, call) = (self.handler, self.call)
+            self.eventLoop.execute {
+                if let c = call.value { handler.value.reset(c, status: GRPCStatus(.cancelled, "context canceled")) }
+            }
+        }
+    }
+
+    public typealias Responses = NIOThrowingAsyncSequenceProducer<
+        ByteBuffer, any Error, NIOAsyncSequenceProducerBackPressureStrategies.HighLowWatermark, Delegate
+    >
+
+    let delegate: Delegate
+    public let responses: Responses
+
+    /// Sends one message and waits until it is written, so at most one message per stream is queued.
+    public func send(_ message: ByteBuffer) async throws {
+        try await self.write(message, endStream: false)
+    }
+
+    /// Ends the request stream (half-close).
+    public func closeSending() async throws {
+        try await self.write(nil, endStream: true)
+    }
+
+    private func write(_ message: ByteBuffer?, endStream: Bool) async throws {
+        let (handler, call, el) = (self.delegate.handler, self.delegate.call, self.delegate.eventLoop)
+        let promise = el.makePromise(of: Void.self)
+        el.execute {
+            guard let c = call.value else {
+                promise.fail(GRPCStatus(.unavailable, "stream not open"))
+                return
+            }
+            handler.value.send(c, message: message, endStream: endStream, promise: promise)
+        }
+        try await promise.futureResult.get()
+    }
+
+    /// Resets the stream; `responses` then ends with CANCELLED.
+    public func cancel() { self.delegate.cancel() }
+}

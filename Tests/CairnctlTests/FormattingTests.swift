@@ -1,0 +1,122 @@
+// Output formatting and flag parsing, without a server.
+import CairnProto
+import Foundation
+import Testing
+
+@testable import cairnctl
+
+@Suite struct FormattingTests {
+    @Test func jsonStringsEscapeLikeGo() {
+        #expect(GoJSON.string("a\"b\\c\n<&>\u{01}é") == #""a\"b\\c\n\u003c\u0026\u003e\u0001é""#)
+        #expect(GoJSON.object([("a", "1"), ("b", nil), ("c", GoJSON.bytes(Data("foo".utf8)))]) == #"{"a":1,"c":"Zm9v"}"#)
+    }
+
+    @Test func rangeResponseJSONMatchesEtcdctl() throws {
+        var r = Etcdserverpb_RangeResponse()
+        r.header.clusterID = 324952591200643719
+        r.header.memberID = 3319814642761637952
+        r.header.revision = 3
+        r.header.raftTerm = 2
+        var kv = Mvccpb_KeyValue()
+        kv.key = Data("foo".utf8)
+        kv.value = Data("bar".utf8)
+        kv.createRevision = 2
+        kv.modRevision = 3
+        kv.version = 2
+        r.kvs = [kv]
+        r.count = 1
+        // Captured from etcdctl 3.4.23 -w json get foo.
+        #expect(try Printer(format: .json).range(r) == #"{"header":{"cluster_id":324952591200643719,"member_id":3319814642761637952,"revision":3,"raft_term":2},"kvs":[{"key":"Zm9v","create_revision":2,"mod_revision":3,"version":2,"value":"YmFy"}],"count":1}"# + "\n")
+        #expect(try Printer(format: .simple).range(r) == "foo\nbar\n")
+        #expect(try Printer(format: .simple, hex: true).range(r) == "\\x66\\x6f\\x6f\n\\x62\\x61\\x72\n")
+        #expect(throws: CtlError.unsupported(.table)) { try Printer(format: .table).range(r) }
+    }
+
+    @Test func memberTableMatchesEtcdctl() throws {
+        var m = Etcdserverpb_Member()
+        m.id = 0x2e1259d415f2a040
+        m.name = "ctl1"
+        m.peerUrls = ["http://127.0.0.1:23800"]
+        m.clientUrls = ["http://127.0.0.1:23790"]
+        var r = Etcdserverpb_MemberListResponse()
+        r.members = [m]
+        let expected = """
+            +------------------+---------+------+------------------------+------------------------+------------+
+            |        ID        | STATUS  | NAME |       PEER ADDRS       |      CLIENT ADDRS      | IS LEARNER |
+            +------------------+---------+------+------------------------+------------------------+------------+
+            | 2e1259d415f2a040 | started | ctl1 | http://127.0.0.1:23800 | http://127.0.0.1:23790 |      false |
+            +------------------+---------+------+------------------------+------------------------+------------+
+
+            """
+        #expect(try Printer(format: .table).memberList(r) == expected)
+        #expect(try Printer(format: .simple).memberList(r) == "2e1259d415f2a040, started, ctl1, http://127.0.0.1:23800, http://127.0.0.1:23790, false\n")
+    }
+
+    @Test func goConventions() {
+        #expect(GoFormat.humanBytes(20480) == "20 kB")
+        #expect(GoFormat.humanBytes(5) == "5 B")
+        #expect(GoFormat.humanBytes(1_500_000) == "1.5 MB")
+        #expect(GoFormat.duration(.nanoseconds(1_071_334)) == "1.071334ms")
+        #expect(GoFormat.duration(.nanoseconds(855_963)) == "855.963µs")
+        #expect(GoFormat.duration(.seconds(90)) == "1m30s")
+        #expect(GoFormat.parseDuration("2s") == .seconds(2))
+        #expect(GoFormat.parseDuration("1m30s") == .seconds(90))
+        #expect(GoFormat.parseDuration("500ms") == .milliseconds(500))
+        #expect(GoFormat.parseDuration("5") == nil)
+        #expect(GoFormat.hex16Padded(0x48276a8f75b6a87) == " 48276a8f75b6a87")
+        #expect(GoFormat.quote(Data([0x61, 0x0A, 0xFF])) == #""a\n\xff""#)
+    }
+
+    @Test func sha256KnownVectors() {
+        var h = SHA256()
+        h.update(Array("abc".utf8))
+        #expect(h.finalize().map { String(format: "%02x", $0) }.joined() == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        var long = SHA256()
+        for _ in 0..<1000 { long.update(Array(repeating: UInt8(ascii: "a"), count: 1000)) }
+        #expect(long.finalize().map { String(format: "%02x", $0) }.joined() == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+    }
+}
+
+@Suite struct FlagParsingTests {
+    @Test func globalFlagsBeforeTheCommandMoveAfterIt() {
+        #expect(GlobalOptions.movingGlobalFlagsLast(["--endpoints", "a:1", "-w=json", "--hex", "get", "k"]) == ["get", "k", "--endpoints", "a:1", "-w=json", "--hex"])
+        #expect(GlobalOptions.movingGlobalFlagsLast(["-w", "json", "put", "k", "--", "-v"]) == ["put", "k", "-w", "json", "--", "-v"])
+    }
+
+    @Test func getBuildsEtcdctlRequests() throws {
+        let prefix = try Get.parse(["foo", "--prefix", "--limit", "2", "--sort-by=MODIFY", "--rev=5", "--consistency=s"]).request(format: .simple)
+        #expect(prefix.key == Data("foo".utf8))
+        #expect(prefix.rangeEnd == Data("fop".utf8))
+        #expect(prefix.limit == 2 && prefix.revision == 5 && prefix.serializable)
+        #expect(prefix.sortTarget == .mod && prefix.sortOrder == .ascend)
+        let all = try Get.parse(["", "--from-key", "--keys-only"]).request(format: .simple)
+        #expect(all.key == Data([0]) && all.rangeEnd == Data([0]) && all.keysOnly)
+        #expect(throws: CtlError.badArgs("get command needs one argument as key and an optional argument as range_end")) {
+            try Get.parse([]).request(format: .simple)
+        }
+        #expect(throws: CtlError(exitCode: 4, message: "bad sort target FOO")) { try Get.parse(["k", "--sort-by=FOO"]).request(format: .simple) }
+        #expect(throws: CtlError.badArgs("print-value-only is only for `--write-out=simple`")) {
+            try Get.parse(["k", "--print-value-only"]).request(format: .json)
+        }
+        #expect(KeyRange.prefixEnd(Data([0x61, 0xFF])) == Data([0x62]))
+        #expect(KeyRange.prefixEnd(Data([0xFF])) == Data([0]))
+    }
+
+    @Test func txnLinesParse() throws {
+        let c = try TxnParser.compare(#"mod("k1") > "0""#)
+        #expect(c.target == .mod && c.result == .greater && c.key == Data("k1".utf8) && c.modRevision == 0)
+        let v = try TxnParser.compare(#"value("a b") = "x y""#)
+        #expect(v.target == .value && v.value == Data("x y".utf8))
+        let put = try TxnParser.op(#"put k "v 2""#)
+        #expect(put.requestPut.key == Data("k".utf8) && put.requestPut.value == Data("v 2".utf8))
+        let get = try TxnParser.op("get k --prefix")
+        #expect(get.requestRange.rangeEnd == Data("l".utf8))
+        #expect(throws: CtlError.self) { try TxnParser.compare("mod(k1) > 0") }
+    }
+
+    @Test func leaseAndMemberIDsAreHex() throws {
+        #expect(try parseLeaseID("2040a216adef1824") == 0x2040a216adef1824)
+        #expect(throws: CtlError.self) { try parseLeaseID("xyz") }
+        #expect(try parseMemberID(["2e1259d415f2a040"], command: "remove") == 0x2e1259d415f2a040)
+    }
+}
