@@ -29,6 +29,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.28.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
         .package(url: "https://github.com/apple/swift-nio-http2", from: "1.35.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // System libraries (Debian: liblmdb-dev, libzstd-dev).
@@ -52,9 +55,23 @@ let package = Package(
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
                 .product(name: "NIOHPACK", package: "swift-nio-http2"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+
+        // The server's configuration: etcd's flags, CAIRN_* environment variables, YAML config file.
+        .target(
+            name: "CairnConfig", dependencies: [.product(name: "Yams", package: "Yams")], swiftSettings: strict),
+
+        // Prometheus exposition of swift-metrics (the executable bootstraps it; libraries only emit).
+        .target(
+            name: "CairnMetrics",
+            dependencies: [
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: strict),
 
@@ -212,11 +229,17 @@ let package = Package(
             dependencies: [
                 "CairnGRPC", "GRPCTestClient",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
                 .product(name: "NIOHPACK", package: "swift-nio-http2"),
             ],
+            swiftSettings: strict),
+        .testTarget(name: "CairnConfigTests", dependencies: ["CairnConfig"], swiftSettings: strict),
+        .testTarget(
+            name: "CairnMetricsTests",
+            dependencies: ["CairnMetrics", .product(name: "CoreMetrics", package: "swift-metrics")],
             swiftSettings: strict),
         .testTarget(
             name: "CairnAPITests",

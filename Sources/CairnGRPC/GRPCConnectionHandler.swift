@@ -16,6 +16,13 @@ public struct GRPCServerConfiguration: Sendable {
     public var maxHeaderListSize: Int = 16 * 1024
     /// Called on the event loop for each accepted connection after the pipeline is built (tests, metrics).
     public var onConnection: (@Sendable (any Channel) -> Void)?
+    /// What HTTP/1.x requests on the same port get (etcd: `/health`, `/version`, `/metrics`);
+    /// nil closes connections that do not open with the HTTP/2 preface.
+    public var httpEndpoints: HTTPEndpoints?
+    /// A connection that has not shown HTTP/2 or HTTP/1 by then is closed.
+    public var protocolDetectionTimeout: TimeAmount = .seconds(10)
+    /// An HTTP/1 connection with no request for this long is closed.
+    public var http1IdleTimeout: TimeAmount = .seconds(60)
 
     public init() {}
 

@@ -3,16 +3,16 @@ import NIOHTTP2
 import NIOPosix
 
 /// A listening gRPC server: one `NIOHTTP2Handler` + one `GRPCConnectionHandler` per TCP connection.
-public final class GRPCServer: Sendable {
-    /// The listening socket channel.
+///
+/// As etcd's client port, it also answers HTTP/1.x on the same port when
+/// `configuration.httpEndpoints` is set: each connection's first bytes choose the protocol
+/// (`ProtocolSniffingHandler`), and the gRPC pipeline is then the same as without sniffing.
+public final class GRPCServer: ListeningServer {
     public let channel: any Channel
 
     private init(channel: any Channel) {
         self.channel = channel
     }
-
-    /// The bound port (useful when started on port 0).
-    public var port: Int? { self.channel.localAddress?.port }
 
     /// Binds and starts serving `router` on `host:port`.
     public static func start(
@@ -20,25 +20,18 @@ public final class GRPCServer: Sendable {
         configuration: GRPCServerConfiguration = .init()
     ) async throws -> GRPCServer {
         let settings = configuration.http2Settings
-        let channel = try await ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 256)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.maxMessagesPerRead, value: 16)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(NIOHTTP2Handler(mode: .server, initialSettings: settings))
-                    try sync.addHandler(GRPCConnectionHandler(router: router, configuration: configuration))
-                    configuration.onConnection?(channel)
-                }
+        let channel = try await bindListener(host: host, port: port, group: group) { channel in
+            let sniffer = ProtocolSniffingHandler(
+                endpoints: configuration.httpEndpoints, timeout: configuration.protocolDetectionTimeout,
+                http1IdleTimeout: configuration.http1IdleTimeout
+            ) { channel in
+                let sync = channel.pipeline.syncOperations
+                try sync.addHandler(NIOHTTP2Handler(mode: .server, initialSettings: settings))
+                try sync.addHandler(GRPCConnectionHandler(router: router, configuration: configuration))
             }
-            .bind(host: host, port: port).get()
+            try channel.pipeline.syncOperations.addHandler(sniffer)
+            configuration.onConnection?(channel)
+        }
         return GRPCServer(channel: channel)
-    }
-
-    /// Stops accepting connections (existing connections are not drained).
-    public func close() async throws {
-        try await self.channel.close()
     }
 }

@@ -39,7 +39,10 @@ final class TestServer: Sendable {
         self.box = box
     }
 
-    static func start(maxReceiveMessageBytes: Int? = nil) async throws -> TestServer {
+    static func start(
+        maxReceiveMessageBytes: Int? = nil, httpEndpoints: HTTPEndpoints? = nil,
+        protocolDetectionTimeout: TimeAmount? = nil
+    ) async throws -> TestServer {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let box = Box()
         var router = GRPCRouter()
@@ -57,6 +60,8 @@ final class TestServer: Sendable {
         router.register(service: "test.Echo", method: "Bidi", .bidirectional { _, writer in EchoBidi(writer: writer, box: box) })
         var config = GRPCServerConfiguration()
         if let max = maxReceiveMessageBytes { config.maxReceiveMessageBytes = max }
+        config.httpEndpoints = httpEndpoints
+        if let timeout = protocolDetectionTimeout { config.protocolDetectionTimeout = timeout }
         config.onConnection = { channel in box.channels.withLock { $0.append(channel) } }
         let server = try await GRPCServer.start(host: "127.0.0.1", port: 0, group: group, router: router, configuration: config)
         return TestServer(group: group, server: server, box: box)
@@ -72,6 +77,16 @@ final class TestServer: Sendable {
         return try await channel.eventLoop.submit {
             try channel.pipeline.syncOperations.handler(type: GRPCConnectionHandler.self).activeCallCount
         }.get()
+    }
+
+    /// Checks that a new gRPC connection still gets unary echoes.
+    func expectEchoWorks(_ messages: [String] = ["ping"]) async throws {
+        let client = try await self.client()
+        for message in messages {
+            let r = try await client.unary(path: "/test.Echo/Unary", body: TestClient.framed([message]))
+            #expect(try r.messages() == [message])
+        }
+        try await client.channel.close()
     }
 
     func stop() async throws {
