@@ -93,6 +93,7 @@ let package = Package(
             dependencies: [
                 "CairnAPI", "CairnGRPC", "CairnProto", "CairnMVCC", "CairnBackend", "CairnRaft", "CairnWAL",
                 "CairnSnapshot", "CairnFS", "CairnSync", "CCRC32C",
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
@@ -178,6 +179,7 @@ let package = Package(
             name: "cairn",
             dependencies: [
                 "CairnMVCC", "CairnLMDB", "CairnFS", "CairnServer", "CairnAPI", "CairnGRPC", "CairnBackend",
+                "CairnConfig", "CairnMetrics",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -6,6 +6,7 @@ import CairnSnapshot
 import CairnSync
 import CairnWAL
 import Logging
+import Metrics
 
 /// One member: Raft, the WAL and the keyspace tied into etcd's write and read paths.
 ///
@@ -39,6 +40,14 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
     private var nextReadContext: UInt64 = 1
     private var revokingLeases: [Int64: UInt64] = [:]  // id -> retry deadline (monotonic ns)
     private var lastLeaseCheck: UInt64 = 0
+
+    // Metrics (swift-metrics; the executable chooses the backend), with etcd's names.
+    let appliedCounter = Counter(label: "etcd_server_proposals_applied_total")
+    let failedCounter = Counter(label: "etcd_server_proposals_failed_total")
+    let hasLeaderGauge = Gauge(label: "etcd_server_has_leader")
+    let leaderChanges = Counter(label: "etcd_server_leader_changes_seen_total")
+    let walSyncTimer = Timer(label: "etcd_disk_wal_fsync_duration_seconds")
+    let applyTimer = Timer(label: "cairn_apply_batch_duration_seconds")
 
     // Shared state, each guarded by its own lock.
     let inbox = LockedCondition(Inbox())
@@ -552,7 +561,9 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
                     records.append(.hardState(WALHardState(term: hs.term, vote: hs.vote, commit: hs.commit)))
                     unsavedHardState = nil
                 }
+                let t0 = monotonicNanoseconds()
                 try wal.appendAndSync(records)
+                walSyncTimer.recordNanoseconds(Int64(monotonicNanoseconds() - t0))
             }
             if let hs = rd.hardState { raftLog.setHardState(hs) }
             try raftLog.append(rd.entries)
@@ -566,6 +577,8 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
 
     private func roleChanged(_ ss: SoftState) {
         let leader = ss.role == .leader
+        hasLeaderGauge.record(ss.lead != 0 ? 1 : 0)
+        leaderChanges.increment()
         let was = published.withLock { p -> Bool in
             let was = p.isLeader
             p.leader = ss.lead
@@ -721,6 +734,8 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
         var leaseChanges: [ApplyResult] = []
         var alarmChanges: [AlarmChange] = []
         var revokedLeases: [Int64] = []
+        let applyStart = monotonicNanoseconds()
+        defer { applyTimer.recordNanoseconds(Int64(monotonicNanoseconds() - applyStart)) }
         do {
             if !todo.isEmpty {
                 try keyspace.apply { w in
@@ -768,7 +783,13 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
             $0.appliedIndex = max($0.appliedIndex, last.index)
             $0.appliedTerm = last.term
         }
-        for (id, r) in results { calls[id]?.complete(.success(r)) }
+        appliedCounter.increment(by: todo.count)
+        var failures = 0
+        for (id, r) in results {
+            if case .failed = r { failures += 1 }
+            calls[id]?.complete(.success(r))
+        }
+        if failures > 0 { failedCounter.increment(by: failures) }
         watchHub.notify(revision: keyspace.revision)
         appliedWaiters.withLock { $0.applied = max($0.applied, last.index) }
         releaseAppliedWaiters()

@@ -157,6 +157,7 @@ public enum ClusterService {
         router.register(service: serviceName, method: "MemberList", Unary.run(server, Etcdserverpb_MemberListRequest.self) { _, header in
             var resp = Etcdserverpb_MemberListResponse()
             resp.header = header
+            resp.header.revision = 0  // etcd's cluster responses carry no revision
             var m = Etcdserverpb_Member()
             m.id = server.identity.memberID
             m.name = server.identity.name
@@ -199,9 +200,9 @@ public enum MaintenanceService {
             if let halted = st.halted { resp.errors.append(halted) }
             return resp
         })
-        router.register(service: serviceName, method: "Alarm", Unary.run(server, Etcdserverpb_AlarmRequest.self) { req, header in
+        router.register(service: serviceName, method: "Alarm", Unary.run(server, Etcdserverpb_AlarmRequest.self) { req, _ in
+            // etcd 3.4 answers Alarm without a response header.
             var resp = Etcdserverpb_AlarmResponse()
-            resp.header = header
             func members(_ keys: [RaftServer<B>.AlarmKey]) -> [Etcdserverpb_AlarmMember] {
                 keys.map {
                     var m = Etcdserverpb_AlarmMember()

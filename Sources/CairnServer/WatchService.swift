@@ -225,7 +225,7 @@ final class WatchStream<B: StorageBackend>: GRPCBidiStreamHandler, WatchSink, @u
 
     func compacted(watcher: Watcher, compactRevision: Int64) {
         var r = Etcdserverpb_WatchResponse()
-        r.header = header(revision: server.keyspace.revision)
+        r.header = header(revision: 0)  // etcd's compaction cancel carries no revision
         r.watchID = watcher.id
         r.compactRevision = compactRevision
         r.canceled = true

@@ -1,4 +1,6 @@
 import ArgumentParser
+import CairnConfig
+import CairnMetrics
 import CairnAPI
 import CairnBackend
 import CairnFS
@@ -11,76 +13,77 @@ import Logging
 import NIOCore
 import NIOPosix
 
-/// The Cairn server: one member serving etcd's v3 gRPC API.
+/// The Cairn server: one member serving etcd's v3 gRPC API, started as etcd is (etcd's flags,
+/// `CAIRN_*` variables, `--config-file`).
 @main
-struct Cairn: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "cairn",
-        abstract: "Cairn: an etcd-compatible, strongly consistent key-value store.")
-
-    @Option(name: .customLong("name"), help: "Human-readable name for this member.")
-    var name: String = "default"
-
-    @Option(name: .customLong("data-dir"), help: "Path to the data directory (default: <name>.cairn).")
-    var dataDir: String?
-
-    @Option(name: .customLong("listen-client-urls"), help: "URLs to serve clients on.")
-    var listenClientURLs: String = "http://localhost:2379"
-
-    @Option(name: .customLong("advertise-client-urls"), help: "Client URLs advertised to the cluster.")
-    var advertiseClientURLs: String = "http://localhost:2379"
-
-    @Option(name: .customLong("quota-backend-bytes"), help: "Raise an alarm when the keyspace exceeds this size.")
-    var quotaBackendBytes: Int64 = BackendConfiguration.defaultQuotaBytes
-
-    @Option(name: .customLong("snapshot-count"), help: "Applied entries between snapshots.")
-    var snapshotCount: UInt64 = 100_000
-
-    @Option(name: .customLong("log-level"), help: "debug, info, warn or error.")
-    var logLevel: String = "info"
-
-    func run() async throws {
-        let level: Logger.Level
-        switch logLevel {
-        case "debug": level = .debug
-        case "info": level = .info
-        case "warn": level = .warning
-        case "error": level = .error
-        default: throw ValidationError("--log-level must be debug, info, warn or error, not \(logLevel)")
+struct Cairn {
+    static func main() async {
+        let command: ServerCommand
+        do {
+            command = try ServerConfiguration.parse(
+                arguments: Array(CommandLine.arguments.dropFirst()), environment: ProcessInfo.processInfo.environment)
+        } catch {
+            FileHandle.standardError.write(Data("cairn: \(error.message)\n".utf8))
+            if error.isUsageError { FileHandle.standardError.write(Data(ServerConfiguration.usage.utf8)) }
+            exit(1)  // unknown, malformed or conflicting options: exit code 1
         }
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        let logger = Logger(label: "cairn")
-        var options = ServerOptions(dataDirectory: dataDir ?? "\(name).cairn")
-        options.name = name
-        options.clientURLs = advertiseClientURLs.split(separator: ",").map(String.init)
-        options.quotaBackendBytes = quotaBackendBytes
-        options.snapshotCount = snapshotCount
-        var listen: [(host: String, port: Int)] = []
-        for url in listenClientURLs.split(separator: ",") {
-            guard let hp = ClientURL.parse(String(url)) else {
-                throw ValidationError("--listen-client-urls: \(url) is not an http://host:port URL")
+        switch command {
+        case .printHelp:
+            print(ServerConfiguration.usage)
+        case .printVersion:
+            print("cairn Version: \(ServerMain.version)\netcd API Version: \(ServerMain.etcdVersion)")
+        case .serve(let config, let warnings):
+            let level: Logger.Level
+            switch config.logLevel {
+            case .debug: level = .debug
+            case .info: level = .info
+            case .warn: level = .warning
+            case .error, .panic, .fatal: level = .error
             }
-            listen.append(hp)
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            }
+            let logger = Logger(label: "cairn")
+            for w in warnings { logger.warning("\(w)") }
+            do {
+                try await ServerMain.run(config, logger: logger)
+            } catch let e as ExitCode {
+                exit(e.rawValue)
+            } catch {
+                logger.error("cairn: \(error)")
+                exit(1)
+            }
         }
-        try await ServerMain.run(options: options, listen: listen, logger: logger)
-    }
-}
-
-enum ClientURL {
-    static func parse(_ s: String) -> (host: String, port: Int)? {
-        guard s.hasPrefix("http://") else { return nil }
-        let rest = s.dropFirst(7)
-        guard let colon = rest.lastIndex(of: ":"), let port = Int(rest[rest.index(after: colon)...]) else { return nil }
-        return (String(rest[..<colon]), port)
     }
 }
 
 enum ServerMain {
-    static func run(options: ServerOptions, listen: [(host: String, port: Int)], logger: Logger) async throws {
+    static let version = "0.1.0"
+    static let etcdVersion = "3.4.0"
+
+    static func run(_ config: ServerConfiguration, logger: Logger) async throws {
+        var options = ServerOptions(dataDirectory: config.dataDirectory)
+        options.name = config.name
+        options.walDirectory = config.walDirectory
+        options.initialClusterToken = config.initialClusterToken
+        options.peerURLs = config.initialAdvertisePeerURLs.map(\.string)
+        options.clientURLs = config.advertiseClientURLs.map(\.string)
+        options.heartbeatIntervalMilliseconds = config.heartbeatIntervalMilliseconds
+        options.electionTimeoutMilliseconds = config.electionTimeoutMilliseconds
+        options.snapshotCount = UInt64(max(config.snapshotCount, 1))
+        options.maxSnapshots = config.maxSnapshots
+        options.maxWALs = config.maxWALs
+        options.quotaBackendBytes = config.effectiveQuotaBackendBytes ?? ServerConfiguration.defaultQuotaBackendBytes
+        options.etcdVersion = etcdVersion
+        if config.initialCluster.count > 1 {
+            logger.error(
+                "this build serves one member only; --initial-cluster lists \(config.initialCluster.count) (multi-member clusters are not supported yet)")
+            throw ExitCode(1)
+        }
+        let metrics = PrometheusMetrics()
+        metrics.bootstrapMetricsSystem()
         // Created durably (each new directory fsynced into its parent), then locked: a second
         // server or `cairn-wal repair` on it is refused.
         try FileSystem.live.createDirectory(options.memberDirectory)
@@ -95,30 +98,51 @@ enum ServerMain {
         // The quota is a soft limit (NOSPACE is raised when it is reached); the backend's hard
         // limit leaves room above it so that entries already committed can always be applied.
         let hardLimit = options.quotaBackendBytes + options.quotaBackendBytes / 4 + (64 << 20)
-        let config = BackendConfiguration(tables: Keyspace<LMDBBackend>.tableNames, quotaBytes: hardLimit)
-        let backend = try LMDBBackend(path: options.keyspaceDirectory, configuration: config)
+        let backendConfig = BackendConfiguration(tables: Keyspace<LMDBBackend>.tableNames, quotaBytes: hardLimit)
+        let backend = try LMDBBackend(path: options.keyspaceDirectory, configuration: backendConfig)
         let server = try RaftServer.open(options: options, backend: backend, logger: logger)
         try server.start()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         var router = GRPCRouter()
         EtcdServices.register(
-            on: &router, server: server, maxRequestBytes: KVService.defaultMaxRequestBytes,
-            maxTxnOps: KVService.defaultMaxTxnOps, logger: logger)
-        var listeners: [GRPCServer] = []
-        for (host, port) in listen {
+            on: &router, server: server, maxRequestBytes: config.maxRequestBytes, maxTxnOps: config.maxTxnOps,
+            logger: logger)
+        let endpoints = { (clientPort: Bool) in
+            HTTPEndpoints.etcd(
+                health: { server.status.isLeader && server.status.halted == nil && server.activeAlarms.isEmpty },
+                version: { HTTPEndpoints.Versions(server: etcdVersion, cluster: "3.4.0") },
+                metrics: { metrics.render() }, servesVersion: clientPort, addsCORSHeaders: clientPort)
+        }
+        var grpcConfiguration = GRPCServerConfiguration()
+        grpcConfiguration.httpEndpoints = endpoints(true)
+        var listeners: [any ListeningServer] = []
+        func fail(_ what: String, _ url: ServerURL, _ error: any Error) async throws -> Never {
+            logger.error("cannot listen for \(what)", metadata: ["url": "\(url)", "error": "\(error)"])
+            for l in listeners { try? await l.close() }
+            server.stop()
+            try? await group.shutdownGracefully()
+            throw ExitCode(1)
+        }
+        for url in config.listenClientURLs {
             do {
-                listeners.append(try await GRPCServer.start(host: host, port: port, group: group, router: router))
-                logger.info("serving client requests", metadata: ["address": "\(host):\(port)"])
-            } catch {
-                logger.error("cannot listen for clients", metadata: ["address": "\(host):\(port)", "error": "\(error)"])
-                server.stop()
-                try await group.shutdownGracefully()
-                throw ExitCode(1)
-            }
+                listeners.append(
+                    try await GRPCServer.start(
+                        host: url.host, port: url.port, group: group, router: router, configuration: grpcConfiguration))
+                logger.info("serving client requests (gRPC and HTTP)", metadata: ["url": "\(url)"])
+            } catch { try await fail("clients", url, error) }
+        }
+        for url in config.listenMetricsURLs {
+            do {
+                listeners.append(try await HTTPServer.start(host: url.host, port: url.port, group: group, endpoints: endpoints(false)))
+                logger.info("serving metrics", metadata: ["url": "\(url)"])
+            } catch { try await fail("metrics", url, error) }
         }
         let sig = await waitForSignal()
         logger.info("shutting down", metadata: ["signal": "\(sig)"])
+        // Stop accepting, give in-flight requests a moment, then stop the member (which
+        // completes or fails everything still waiting, syncs the backend, closes the WAL).
         for l in listeners { try? await l.close() }
+        try? await Task.sleep(for: .milliseconds(200))
         server.stop()
         try await group.shutdownGracefully()
     }
