@@ -79,10 +79,11 @@ let package = Package(
         .target(
             name: "CairnAPI",
             dependencies: [
-                "CairnProto", "CairnMVCC", "CairnBackend", "CairnGRPC",
+                "CairnProto", "CairnMVCC", "CairnBackend", "CairnGRPC", "CairnSync",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
             swiftSettings: strict),
 
@@ -256,7 +257,12 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "CairnServerTests",
-            dependencies: ["CairnServer", "CairnLMDB", "CairnMVCC", "CairnBackend", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "CairnServer", "CairnLMDB", "CairnMVCC", "CairnBackend", "CairnAPI", "CairnProto",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
             swiftSettings: strict),
         .testTarget(
             name: "CairnctlTests",

@@ -1,5 +1,6 @@
 import CairnBackend
 import CairnMVCC
+import NIOCore
 
 /// Why a `KVServer` could not serve a request.
 public enum KVServerError: Error, Equatable, Sendable {
@@ -32,6 +33,48 @@ public protocol KVServer: Sendable {
     func compact(revision: Int64, physical: Bool) async throws(KVServerError) -> Int64
     /// The identity put into every top-level response header.
     var header: (clusterID: UInt64, memberID: UInt64, raftTerm: UInt64) { get }
+    /// Starts a write and calls `complete` exactly once, on any thread, with its result.
+    ///
+    /// The KV service serves Put, DeleteRange and Txn through this callback form so that a
+    /// write costs no task and no thread hop of its own. `encodedRequest` is the etcd protobuf
+    /// message the write was decoded from: a server that logs requests may store these bytes
+    /// instead of encoding the request again. The default runs the async method in a task.
+    func startWrite(
+        _ write: KVWrite, encodedRequest: ByteBuffer,
+        complete: @escaping @Sendable (Result<KVWriteResult, KVServerError>) -> Void)
+}
+
+/// A write the KV service serves (Put, DeleteRange, Txn).
+public enum KVWrite: Sendable {
+    case put(PutRequest)
+    case deleteRange(DeleteRangeRequest)
+    case txn(TxnRequest)
+}
+
+/// The result of a `KVWrite`, of the same kind.
+public enum KVWriteResult: Sendable {
+    case put(PutResponse)
+    case deleteRange(DeleteRangeResponse)
+    case txn(TxnResponse)
+}
+
+extension KVServer {
+    public func startWrite(
+        _ write: KVWrite, encodedRequest: ByteBuffer,
+        complete: @escaping @Sendable (Result<KVWriteResult, KVServerError>) -> Void
+    ) {
+        Task {
+            do throws(KVServerError) {
+                switch write {
+                case .put(let r): complete(.success(.put(try await self.put(r))))
+                case .deleteRange(let r): complete(.success(.deleteRange(try await self.deleteRange(r))))
+                case .txn(let r): complete(.success(.txn(try await self.txn(r))))
+                }
+            } catch {
+                complete(.failure(error))
+            }
+        }
+    }
 }
 
 /// A single-member `KVServer` straight over a `Keyspace`: each write is its own `apply` batch.

@@ -1,6 +1,8 @@
 import CairnGRPC
 import CairnMVCC
 import CairnProto
+import CairnSync
+import CoreMetrics
 import Logging
 import NIOCore
 import SwiftProtobuf
@@ -35,27 +37,30 @@ public enum KVService {
             let resp = try await call { () async throws(KVServerError) in try await server.range(r, serializable: p.serializable) }
             return try encode(KVConversion.proto(resp, header: KVConversion.header(server.header, revision: resp.revision)))
         })
-        router.register(service: serviceName, method: "Put", .unaryAsync { buffer, _ in
-            try checkSize(buffer, maxRequestBytes)
-            let r = KVConversion.request(try decode(Etcdserverpb_PutRequest.self, buffer))
-            try KVValidation.check(r)
-            let resp = try await call { () async throws(KVServerError) in try await server.put(r) }
-            return try encode(KVConversion.proto(resp, header: KVConversion.header(server.header, revision: resp.revision)))
+        router.register(service: serviceName, method: "Put", .unary { buffer, context in
+            write(server, buffer, context) { () throws(GRPCStatus) in
+                try checkSize(buffer, maxRequestBytes)
+                let r = KVConversion.request(try decode(Etcdserverpb_PutRequest.self, buffer))
+                try KVValidation.check(r)
+                return .put(r)
+            }
         })
-        router.register(service: serviceName, method: "DeleteRange", .unaryAsync { buffer, _ in
-            try checkSize(buffer, maxRequestBytes)
-            let r = KVConversion.request(try decode(Etcdserverpb_DeleteRangeRequest.self, buffer))
-            try KVValidation.check(r)
-            let resp = try await call { () async throws(KVServerError) in try await server.deleteRange(r) }
-            return try encode(KVConversion.proto(resp, header: KVConversion.header(server.header, revision: resp.revision)))
+        router.register(service: serviceName, method: "DeleteRange", .unary { buffer, context in
+            write(server, buffer, context) { () throws(GRPCStatus) in
+                try checkSize(buffer, maxRequestBytes)
+                let r = KVConversion.request(try decode(Etcdserverpb_DeleteRangeRequest.self, buffer))
+                try KVValidation.check(r)
+                return .deleteRange(r)
+            }
         })
-        router.register(service: serviceName, method: "Txn", .unaryAsync { buffer, _ in
-            try checkSize(buffer, maxRequestBytes)
-            let p = try decode(Etcdserverpb_TxnRequest.self, buffer)
-            let r = try convert { () throws(UnsupportedValue) in try KVConversion.request(p) }
-            try KVValidation.check(r, maxTxnOps: maxTxnOps)
-            let resp = try await call { () async throws(KVServerError) in try await server.txn(r) }
-            return try encode(KVConversion.proto(resp, header: KVConversion.header(server.header, revision: resp.revision)))
+        router.register(service: serviceName, method: "Txn", .unary { buffer, context in
+            write(server, buffer, context) { () throws(GRPCStatus) in
+                try checkSize(buffer, maxRequestBytes)
+                let p = try decode(Etcdserverpb_TxnRequest.self, buffer)
+                let r = try convert { () throws(UnsupportedValue) in try KVConversion.request(p) }
+                try KVValidation.check(r, maxTxnOps: maxTxnOps)
+                return .txn(r)
+            }
         })
         router.register(service: serviceName, method: "Compact", .unaryAsync { buffer, _ in
             try checkSize(buffer, maxRequestBytes)
@@ -66,6 +71,39 @@ public enum KVService {
             return try encode(KVConversion.compactionResponse(header: KVConversion.header(server.header, revision: rev)))
         })
         logger.debug("registered etcdserverpb.KV")
+    }
+
+    /// Time from a write's completion by the server to its reply being encoded on the event loop
+    /// (the "reply" stage of `cairn_put_stage_duration_seconds`; the server records the others).
+    static let replyStage = Timer(label: "cairn_put_stage_duration_seconds", dimensions: [("stage", "reply")])
+
+    /// Serves one write without a task: decoding and validation (`parse`) run on the event loop,
+    /// the server completes from its own thread, and the reply is encoded back on the event loop.
+    static func write(
+        _ server: some KVServer, _ buffer: ByteBuffer, _ context: GRPCCallContext,
+        parse: () throws(GRPCStatus) -> KVWrite
+    ) -> EventLoopFuture<ByteBuffer> {
+        let request: KVWrite
+        do { request = try parse() } catch { return context.eventLoop.makeFailedFuture(error) }
+        let promise = context.eventLoop.makePromise(of: (Result<KVWriteResult, KVServerError>, UInt64).self)
+        server.startWrite(request, encodedRequest: buffer) { result in
+            promise.succeed((result, monotonicNanoseconds()))
+        }
+        return promise.futureResult.flatMapThrowing { result, completedAt in
+            let reply: ByteBuffer
+            switch result {
+            case .success(.put(let resp)):
+                reply = try encode(KVConversion.proto(resp, header: KVConversion.header(server.header, revision: resp.revision)))
+            case .success(.deleteRange(let resp)):
+                reply = try encode(KVConversion.proto(resp, header: KVConversion.header(server.header, revision: resp.revision)))
+            case .success(.txn(let resp)):
+                reply = try encode(KVConversion.proto(resp, header: KVConversion.header(server.header, revision: resp.revision)))
+            case .failure(let error):
+                throw KVStatus.from(error)
+            }
+            replyStage.recordNanoseconds(Int64(monotonicNanoseconds() &- completedAt))
+            return reply
+        }
     }
 
     /// Decodes a request message, failing as grpc-go does when it is malformed.

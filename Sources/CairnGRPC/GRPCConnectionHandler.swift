@@ -76,6 +76,8 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
     private var context: ChannelHandlerContext?
     private var inReadCycle = false
     private var needsFlush = false
+    /// A flush is queued on the event loop (see `flushIfOutsideReadCycle`).
+    private var flushScheduled = false
 
     public init(router: GRPCRouter, configuration: GRPCServerConfiguration) {
         self.router = router
@@ -368,10 +370,21 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
         self.needsFlush = true
     }
 
+    /// Outside a read cycle, writes are flushed by one task queued behind whatever the event loop
+    /// already has to run. Replies completed together (the applier finishes a whole batch at once)
+    /// therefore leave in one `writev` instead of one each; inside a read cycle,
+    /// `channelReadComplete` flushes.
     private func flushIfOutsideReadCycle() {
-        guard !self.inReadCycle, self.needsFlush, let context = self.context else { return }
-        self.needsFlush = false
-        context.flush()
+        guard !self.inReadCycle, self.needsFlush, !self.flushScheduled, let context = self.context else { return }
+        self.flushScheduled = true
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        context.eventLoop.execute {
+            let handler = bound.value
+            handler.flushScheduled = false
+            guard handler.needsFlush, let context = handler.context else { return }
+            handler.needsFlush = false
+            context.flush()
+        }
     }
 
     private func cancel(_ call: Call) {

@@ -1,6 +1,7 @@
 import CairnAPI
 import CairnBackend
 import CairnMVCC
+import NIOCore
 
 /// The KV service's narrow interface, served through Raft.
 extension RaftServer: KVServer {
@@ -38,6 +39,28 @@ extension RaftServer: KVServer {
         switch try await write(.compact(revision: revision, physical: physical)) {
         case .compact(let rev): return rev
         case let other: throw Self.unexpected(other)
+        }
+    }
+
+    public func startWrite(
+        _ write: KVWrite, encodedRequest: ByteBuffer,
+        complete: @escaping @Sendable (Result<KVWriteResult, KVServerError>) -> Void
+    ) {
+        let request: ServerRequest
+        switch write {
+        case .put(let r): request = .put(r)
+        case .deleteRange(let r): request = .deleteRange(r)
+        case .txn(let r): request = .txn(r)
+        }
+        submit(request, encoded: encodedRequest) { result in
+            switch result {
+            case .success(.put(let r)): complete(.success(.put(r)))
+            case .success(.deleteRange(let r)): complete(.success(.deleteRange(r)))
+            case .success(.txn(let r)): complete(.success(.txn(r)))
+            case .success(.failed(let e)): complete(.failure(.keyspace(e)))
+            case .success(let other): complete(.failure(Self.unexpected(other)))
+            case .failure(let e): complete(.failure(e.kvError))
+            }
         }
     }
 

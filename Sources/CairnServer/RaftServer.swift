@@ -7,6 +7,7 @@ import CairnSync
 import CairnWAL
 import Logging
 import Metrics
+import NIOCore
 
 /// One member: Raft, the WAL and the keyspace tied into etcd's write and read paths.
 ///
@@ -40,6 +41,8 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
     private var nextReadContext: UInt64 = 1
     private var revokingLeases: [Int64: UInt64] = [:]  // id -> retry deadline (monotonic ns)
     private var lastLeaseCheck: UInt64 = 0
+    /// When the Raft loop last took proposals whose WAL write has not begun (0: none).
+    private var proposalsTakenNanoseconds: UInt64 = 0
 
     // Metrics (swift-metrics; the executable chooses the backend), with etcd's names.
     let appliedCounter = Counter(label: "etcd_server_proposals_applied_total")
@@ -48,6 +51,14 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
     let leaderChanges = Counter(label: "etcd_server_leader_changes_seen_total")
     let walSyncTimer = Timer(label: "etcd_disk_wal_fsync_duration_seconds")
     let applyTimer = Timer(label: "cairn_apply_batch_duration_seconds")
+    /// Where a write's time goes, one observation per batch (with one client, per write):
+    /// `queue` (submitted → taken by the Raft loop), `raft` (→ its WAL write begins),
+    /// `wal_sync` (the WAL write and fdatasync), `apply` (committed → applied and completed).
+    /// The KV service records `reply` (completed → reply encoded on the event loop).
+    let queueStage = Timer(label: "cairn_put_stage_duration_seconds", dimensions: [("stage", "queue")])
+    let raftStage = Timer(label: "cairn_put_stage_duration_seconds", dimensions: [("stage", "raft")])
+    let walStage = Timer(label: "cairn_put_stage_duration_seconds", dimensions: [("stage", "wal_sync")])
+    let applyStage = Timer(label: "cairn_put_stage_duration_seconds", dimensions: [("stage", "apply")])
 
     // Shared state, each guarded by its own lock.
     let inbox = LockedCondition(Inbox())
@@ -79,6 +90,8 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
 
     struct Inbox {
         var proposals: [(id: UInt64, data: [UInt8])] = []
+        /// When the oldest of `proposals` was queued (monotonic ns; 0 when none).
+        var proposalsSinceNanoseconds: UInt64 = 0
         var reads: [ReadWaiter] = []
         var snapshotsTaken: [(index: UInt64, term: UInt64)] = []
         var transferTo: UInt64?
@@ -92,6 +105,8 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
 
     struct ApplyQueue {
         var entries: [Entry] = []
+        /// When the oldest of `entries` was queued (monotonic ns; 0 when none).
+        var entriesSinceNanoseconds: UInt64 = 0
         var stopping = false
         var stopped = false
     }
@@ -365,7 +380,11 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
     }
 
     /// Queues `request`; `complete` runs on the applier thread (or at once on failure).
-    func submit(_ request: ServerRequest, complete: @escaping @Sendable (Result<ApplyResult, ServerError>) -> Void) {
+    /// `encoded` is the request's etcd message as received; the log entry carries it as is.
+    func submit(
+        _ request: ServerRequest, encoded: ByteBuffer? = nil,
+        complete: @escaping @Sendable (Result<ApplyResult, ServerError>) -> Void
+    ) {
         let state = published.current
         if state.stopping { return complete(.failure(.stopped)) }
         if let why = state.halted { return complete(.failure(.halted(why))) }
@@ -378,8 +397,12 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
             return v
         }
         let data: [UInt8]
-        do { data = try EntryCodec.encode(id: id, request) } catch {
-            return complete(.failure(.halted("encoding a request failed: \(error)")))
+        if let encoded, let kind = EntryCodec.Kind(request) {
+            data = EntryCodec.entry(id: id, kind: kind, payload: encoded)
+        } else {
+            do { data = try EntryCodec.encode(id: id, request) } catch {
+                return complete(.failure(.halted("encoding a request failed: \(error)")))
+            }
         }
         let refusal = pending.withLock { p -> ServerError? in
             if let closed = p.closed { return closed }
@@ -388,7 +411,10 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
             return nil
         }
         if let refusal { return complete(.failure(refusal)) }
-        inbox.withLock { $0.proposals.append((id, data)) }
+        inbox.withLock {
+            if $0.proposals.isEmpty { $0.proposalsSinceNanoseconds = monotonicNanoseconds() }
+            $0.proposals.append((id, data))
+        }
         inbox.broadcast()
     }
 
@@ -474,6 +500,7 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
             let work = inbox.withLock(waitingUntil: { $0.hasWork }, deadline: nextTick) { s -> Inbox in
                 let w = s
                 s.proposals = []
+                s.proposalsSinceNanoseconds = 0
                 s.reads = []
                 s.snapshotsTaken = []
                 s.transferTo = nil
@@ -490,6 +517,10 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
             }
             do {
                 let now = monotonicNanoseconds()
+                if !work.proposals.isEmpty {
+                    queueStage.recordNanoseconds(Int64(now &- work.proposalsSinceNanoseconds))
+                    proposalsTakenNanoseconds = now
+                }
                 if now >= nextTick {
                     try node.tick()
                     nextTick = max(nextTick + tickNanoseconds, now + tickNanoseconds / 2)
@@ -562,8 +593,14 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
                     unsavedHardState = nil
                 }
                 let t0 = monotonicNanoseconds()
+                if !rd.entries.isEmpty, proposalsTakenNanoseconds != 0 {
+                    raftStage.recordNanoseconds(Int64(t0 &- proposalsTakenNanoseconds))
+                    proposalsTakenNanoseconds = 0
+                }
                 try wal.appendAndSync(records)
-                walSyncTimer.recordNanoseconds(Int64(monotonicNanoseconds() - t0))
+                let walNanoseconds = Int64(monotonicNanoseconds() - t0)
+                walSyncTimer.recordNanoseconds(walNanoseconds)
+                if !rd.entries.isEmpty { walStage.recordNanoseconds(walNanoseconds) }
             }
             if let hs = rd.hardState { raftLog.setHardState(hs) }
             try raftLog.append(rd.entries)
@@ -617,6 +654,7 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
     private func enqueueApply(_ entries: [Entry]) {
         // Backpressure: the Raft loop waits while the applier is far behind.
         applyQueue.withLock(waitingUntil: { $0.entries.count < self.options.maxApplyBacklogEntries || $0.stopped }) { q in
+            if q.entries.isEmpty { q.entriesSinceNanoseconds = monotonicNanoseconds() }
             q.entries.append(contentsOf: entries)
         }
         applyQueue.broadcast()
@@ -702,16 +740,23 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
 
     private func applyLoop() {
         while true {
-            let batch = applyQueue.withLock(waitingUntil: { !$0.entries.isEmpty || $0.stopping }) { q -> [Entry] in
+            let (batch, queuedSince) = applyQueue.withLock(waitingUntil: { !$0.entries.isEmpty || $0.stopping }) {
+                q -> ([Entry], UInt64) in
                 let n = min(q.entries.count, options.maxApplyBatchEntries)
                 let b = Array(q.entries.prefix(n))
+                let since = q.entriesSinceNanoseconds
                 q.entries.removeFirst(n)
+                // The rest waited at least as long; counting it from now underestimates, never overstates.
+                q.entriesSinceNanoseconds = q.entries.isEmpty ? 0 : monotonicNanoseconds()
                 if q.entries.isEmpty && q.stopping { q.stopped = true }
-                return b
+                return (b, since)
             }
             applyQueue.broadcast()
             if batch.isEmpty { return }
-            if published.current.halted == nil { apply(batch) }
+            if published.current.halted == nil {
+                apply(batch)
+                if queuedSince != 0 { applyStage.recordNanoseconds(Int64(monotonicNanoseconds() &- queuedSince)) }
+            }
         }
     }
 

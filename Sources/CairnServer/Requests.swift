@@ -1,6 +1,7 @@
 import CairnAPI
 import CairnMVCC
 import CairnProto
+import NIOCore
 import SwiftProtobuf
 
 /// A change that goes through Raft: what one log entry asks the state machine to do.
@@ -49,9 +50,33 @@ public enum ApplyResult: Sendable {
 enum EntryCodec {
     enum Kind: UInt8 {
         case put = 1, deleteRange = 2, txn = 3, compact = 4, leaseGrant = 5, leaseRevoke = 6, alarm = 7
+
+        /// The kind of the KV writes, whose entries may carry the request's bytes as received.
+        init?(_ request: ServerRequest) {
+            switch request {
+            case .put: self = .put
+            case .deleteRange: self = .deleteRange
+            case .txn: self = .txn
+            case .compact, .leaseGrant, .leaseRevoke, .alarm: return nil
+            }
+        }
     }
 
     static let headerBytes = 9
+
+    /// An entry from a request's etcd message as received (no decode-encode round trip).
+    /// Applying it decodes `payload` exactly as a request arriving in the log from elsewhere.
+    static func entry(id: UInt64, kind: Kind, payload: ByteBuffer) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: headerBytes + payload.readableBytes) { out, count in
+            out[0] = kind.rawValue
+            for i in 0..<8 { out[1 + i] = UInt8(truncatingIfNeeded: id >> (8 * UInt64(i))) }
+            let copied = payload.withUnsafeReadableBytes { raw in
+                UnsafeMutableRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(out)[headerBytes...]).copyBytes(from: raw)
+                return raw.count
+            }
+            count = headerBytes + copied
+        }
+    }
 
     static func encode(id: UInt64, _ request: ServerRequest) throws -> [UInt8] {
         var out: [UInt8] = []
