@@ -265,6 +265,15 @@ let package = Package(
             ],
             swiftSettings: strict),
         .testTarget(
+            name: "CairnProcessTests",
+            dependencies: [
+                "CairnClient", "CairnProto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .testTarget(
             name: "CairnctlTests",
             dependencies: [
                 "cairnctl", "CairnClient", "CairnProto",

@@ -22,7 +22,12 @@ public struct PrometheusMetrics: Sendable {
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
-        self.factory = PrometheusMetricsFactory(registry: registry)
+        var factory = PrometheusMetricsFactory(registry: registry)
+        // Durations here run from microseconds (a commit stage) to seconds (a slow fsync): the
+        // library's defaults start at 5 ms. 50 µs doubling up to ~6.5 s, as etcd's disk histograms
+        // double from 1 ms.
+        factory.defaultDurationHistogramBuckets = (0..<18).map { .nanoseconds(50_000 << $0) }
+        self.factory = factory
     }
 
     /// Makes this the process-wide swift-metrics backend. Call once, from the executable only

@@ -2,6 +2,7 @@ import CairnBackend
 import CairnMVCC
 import CairnSync
 import Logging
+import Metrics
 
 /// Where a watcher's responses go: a Watch stream. Called on the hub's dispatcher thread.
 public protocol WatchSink: AnyObject, Sendable {
@@ -73,9 +74,14 @@ public final class Watcher: @unchecked Sendable {
 public final class WatchHub<Backend: StorageBackend>: @unchecked Sendable {
     struct State {
         var watchers: [ObjectIdentifier: Watcher] = [:]
+        var streams = 0
         var dirty = false
         var stopping = false
     }
+
+    /// etcd's gauges of open watchers and Watch streams (a leak shows as a count that stays up).
+    let watcherGauge = Gauge(label: "etcd_debugging_mvcc_watcher_total")
+    let streamGauge = Gauge(label: "etcd_debugging_mvcc_watch_stream_total")
 
     let keyspace: Keyspace<Backend>
     let logger: Logger
@@ -115,15 +121,30 @@ public final class WatchHub<Backend: StorageBackend>: @unchecked Sendable {
     /// Registers a watcher; a start revision of 0 means "from the next revision".
     public func add(_ w: Watcher) {
         if w.nextRevision <= 0 { w.nextRevision = keyspace.revision + 1 }
-        state.withLock {
+        let n = state.withLock {
             $0.watchers[ObjectIdentifier(w)] = w
             $0.dirty = true
+            return $0.watchers.count
         }
         state.broadcast()
+        watcherGauge.record(n)
     }
 
     public func remove(_ w: Watcher) {
-        _ = state.withLock { $0.watchers.removeValue(forKey: ObjectIdentifier(w)) }
+        let n = state.withLock {
+            $0.watchers.removeValue(forKey: ObjectIdentifier(w))
+            return $0.watchers.count
+        }
+        watcherGauge.record(n)
+    }
+
+    /// A Watch stream opened (+1) or ended (-1).
+    func countStream(_ delta: Int) {
+        let n = state.withLock {
+            $0.streams += delta
+            return $0.streams
+        }
+        streamGauge.record(n)
     }
 
     /// New revisions were committed (or a blocked stream drained): look again.

@@ -48,6 +48,7 @@ final class WatchStream<B: StorageBackend>: GRPCBidiStreamHandler, WatchSink, @u
         self.writer = NIOLoopBound(writer, eventLoop: context.eventLoop)
         self.maxResponseBytes = maxResponseBytes
         self.logger = logger
+        server.watchHub.countStream(1)
     }
 
     // MARK: Inbound (event loop)
@@ -78,14 +79,17 @@ final class WatchStream<B: StorageBackend>: GRPCBidiStreamHandler, WatchSink, @u
     }
 
     func cancelled() {
+        guard !closed else { return }
         closed = true
         removeAll()
+        server.watchHub.countStream(-1)
     }
 
     private func end(_ status: GRPCStatus?) {
         guard !closed else { return }
         closed = true
         removeAll()
+        server.watchHub.countStream(-1)
         writer.value.finish(status ?? .ok)
     }
 
