@@ -58,6 +58,30 @@ public final class Keyspace<Backend: StorageBackend>: @unchecked Sendable {
     public let compactionBatchSize: Int
 
     static var consistentIndexKey: [UInt8] { Array("consistent_index".utf8) }
+    /// Raised alarms live in `meta` under `alarm/` + member id + alarm type (both big-endian).
+    static var alarmPrefix: [UInt8] { Array("alarm/".utf8) }
+
+    static func alarmKey(memberID: UInt64, alarm: Int) -> [UInt8] {
+        alarmPrefix + Codec.bigEndian(memberID) + Codec.bigEndian(UInt64(truncatingIfNeeded: alarm))
+    }
+
+    /// The alarms raised and not cleared, as recorded by `KeyspaceWriter.setAlarm`.
+    public func storedAlarms() throws -> [(memberID: UInt64, alarm: Int)] {
+        var out: [(memberID: UInt64, alarm: Int)] = []
+        let prefix = Self.alarmPrefix
+        var end = prefix
+        end[end.count - 1] += 1
+        try backend.read { tx in
+            try tx.scan(metaTable, from: prefix, to: end, reverse: false) { k, _ in
+                guard k.count == prefix.count + 16 else { throw KeyspaceError.corrupt("bad alarm key of \(k.count) bytes") }
+                let member: UInt64 = Codec.loadBigEndian(k, prefix.count)
+                let alarm: UInt64 = Codec.loadBigEndian(k, prefix.count + 8)
+                out.append((member, Int(truncatingIfNeeded: alarm)))
+                return true
+            }
+        }
+        return out
+    }
     static var scheduledCompactKey: [UInt8] { Array("scheduledCompactRev".utf8) }
     static var finishedCompactKey: [UInt8] { Array("finishedCompactRev".utf8) }
 

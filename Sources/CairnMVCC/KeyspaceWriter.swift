@@ -130,6 +130,16 @@ public final class KeyspaceWriter<Backend: StorageBackend> {
         leases[lease.id] = LeaseState(record: lease, keys: [])
     }
 
+    /// Records an alarm as raised (`active`) or cleared, in this batch's transaction, so that
+    /// alarms survive a restart (etcd keeps them in its backend's `alarm` bucket).
+    public func setAlarm(memberID: UInt64, alarm: Int, active: Bool) throws(KeyspaceError) {
+        try checkUsable()
+        let key = Keyspace<Backend>.alarmKey(memberID: memberID, alarm: alarm)
+        try backend { () throws(BackendError) in
+            if active { try tx.put(ks.metaTable, key, [1]) } else { _ = try tx.delete(ks.metaTable, key) }
+        }
+    }
+
     /// Records a lease's remaining TTL (etcd's lease checkpoint) in memory,
     /// as etcd 3.4 does: not persisted, and a no-op for an unknown lease.
     public func leaseCheckpoint(id: Int64, remainingTTLSeconds: Int64) throws(KeyspaceError) {

@@ -9,6 +9,10 @@ import Logging
 import Metrics
 import NIOCore
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// One member: Raft, the WAL and the keyspace tied into etcd's write and read paths.
 ///
 /// Threads (all dedicated OS threads, never Swift tasks or event loops, because they block):
@@ -70,6 +74,11 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
     let alarms = LockedValue<Set<AlarmKey>>([])
     private let requestIDs: LockedValue<UInt64>
     private let threads = LockedValue<[OSThread]>([])
+    /// Tests only: microseconds each WAL write waits first, as on a stalled disk.
+    let walStallForTesting = LockedValue<UInt32?>(nil)
+    /// Wakes the watchdog thread when the member stops.
+    private let watchdogStop = LockedCondition(false)
+    private var requestTimeoutNanoseconds: UInt64 { UInt64(options.effectiveRequestTimeoutMilliseconds) * 1_000_000 }
     private let snapshotIndexes: LockedValue<(index: UInt64, term: UInt64)>
 
     /// Requests waiting for their entry to apply; `closed` once the member stopped or halted,
@@ -82,6 +91,8 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
     struct PendingCall {
         var request: ServerRequest
         var complete: @Sendable (Result<ApplyResult, ServerError>) -> Void
+        /// Monotonic ns after which the watchdog fails it with "request timed out".
+        var deadline: UInt64
     }
 
     struct ReadWaiter {
@@ -251,6 +262,7 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
         let server = RaftServer(
             keyspace: keyspace, options: options, identity: identity, logger: logger, wal: wal, node: node,
             raftLog: raftLog, snapshotMark: snapshotMark)
+        try server.loadAlarms()
         let lastIndex = try raftLog.lastIndex()
         logger.info(
             "member opened",
@@ -312,6 +324,13 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
         for l in keyspace.allLeases() { lessor.restore(id: l.id, ttlSeconds: l.ttlSeconds) }
     }
 
+    /// Loads the alarms the keyspace recorded (they outlive restarts, as etcd's do).
+    private func loadAlarms() throws {
+        let stored = try keyspace.storedAlarms()
+        alarms.withLock { set in for a in stored { set.insert(AlarmKey(memberID: a.memberID, alarm: a.alarm)) } }
+        if !stored.isEmpty { logger.warning("alarms raised before the restart are still raised", metadata: ["alarms": "\(stored)"]) }
+    }
+
     /// Starts the threads; a lone voter campaigns at once instead of waiting an election timeout.
     public func start() throws {
         if node.status.confState.voters == [identity.memberID] {
@@ -322,7 +341,7 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
             OSThread.start { [self] in self.applyLoop() },
             OSThread.start { [self] in self.snapshotLoop() },
         ]
-        threads.withLock { $0 = started }
+        threads.withLock { $0 = started + [OSThread.start { [self] in self.watchdogLoop() }] }
         watchHub.start()
     }
 
@@ -342,7 +361,7 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
             t = []
             return a
         }
-        if all.count == 3 {
+        if all.count == 4 {
             all[0].join()  // the Raft loop hands its last committed entries to the applier first
             applyQueue.withLock { $0.stopping = true }
             applyQueue.broadcast()
@@ -350,6 +369,9 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
             snapshotRequests.withLock { $0.stopping = true }
             snapshotRequests.broadcast()
             all[2].join()
+            watchdogStop.withLock { $0 = true }
+            watchdogStop.broadcast()
+            all[3].join()
         }
         watchHub.stop()
         failAllPending(.stopped)
@@ -407,7 +429,7 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
         let refusal = pending.withLock { p -> ServerError? in
             if let closed = p.closed { return closed }
             guard p.calls.count < options.maxPendingRequests else { return .tooManyRequests }
-            p.calls[id] = PendingCall(request: request, complete: complete)
+            p.calls[id] = PendingCall(request: request, complete: complete, deadline: monotonicNanoseconds() + requestTimeoutNanoseconds)
             return nil
         }
         if let refusal { return complete(.failure(refusal)) }
@@ -489,6 +511,33 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
             $0.isLeader = false
         }
         failAllPending(.halted(why))
+    }
+
+    // MARK: Request timeouts
+
+    /// Fails writes that have waited longer than the request timeout (a stalled disk, say), on
+    /// a thread of its own so that it runs even while the Raft loop or the applier is stuck.
+    /// A timed-out write may still be applied later; the client only learns that the outcome
+    /// is unknown, as etcd's clients do.
+    private func watchdogLoop() {
+        let periodNanoseconds = min(requestTimeoutNanoseconds / 4, 500_000_000)
+        while true {
+            let stop = watchdogStop.withLock(waitingUntil: { $0 }, deadline: monotonicNanoseconds() + periodNanoseconds) { $0 }
+            if stop { return }
+            let now = monotonicNanoseconds()
+            let expired = pending.withLock { p -> [PendingCall] in
+                var out: [PendingCall] = []
+                for (id, call) in p.calls where call.deadline <= now {
+                    out.append(call)
+                    p.calls.removeValue(forKey: id)
+                }
+                return out
+            }
+            if !expired.isEmpty {
+                logger.warning("requests timed out waiting to be applied", metadata: ["count": "\(expired.count)"])
+                for c in expired { c.complete(.failure(.timeout)) }
+            }
+        }
     }
 
     // MARK: The Raft loop
@@ -597,6 +646,7 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
                     raftStage.recordNanoseconds(Int64(t0 &- proposalsTakenNanoseconds))
                     proposalsTakenNanoseconds = 0
                 }
+                if let delay = walStallForTesting.current { usleep(delay) }
                 try wal.appendAndSync(records)
                 let walNanoseconds = Int64(monotonicNanoseconds() - t0)
                 walSyncTimer.recordNanoseconds(walNanoseconds)
@@ -873,7 +923,9 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
                 try w.leaseGrant(LeaseRecord(id: id, ttlSeconds: ttl))
                 return .leaseGrant(id: id, ttlSeconds: ttl, revision: w.currentRevision)
             case .leaseRevoke(let id): return .leaseRevoke(revision: try w.leaseRevoke(id))
-            case .alarm: return .alarm(revision: w.currentRevision)
+            case .alarm(let a):
+                try w.setAlarm(memberID: a.memberID, alarm: a.alarm, active: a.action == .activate)
+                return .alarm(revision: w.currentRevision)
             }
         } catch {
             if case .backend = error { throw error }

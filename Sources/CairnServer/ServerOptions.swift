@@ -28,6 +28,9 @@ public struct ServerOptions: Sendable {
     public var quotaBackendBytes: Int64 = 2 << 30
     /// Writes waiting for their entry to be applied; beyond it, "etcdserver: too many requests".
     public var maxPendingRequests = 50_000
+    /// A write not applied within this fails with "etcdserver: request timed out" (its outcome
+    /// is then unknown, as with etcd). nil: etcd's 5 s + 2 × the election timeout.
+    public var requestTimeoutMilliseconds: Int?
     /// Committed entries waiting for the applier before the Raft loop stops taking more.
     public var maxApplyBacklogEntries = 100_000
     /// Entries applied in one backend write transaction, at most.
@@ -42,6 +45,8 @@ public struct ServerOptions: Sendable {
     public init(dataDirectory: String) {
         self.dataDirectory = dataDirectory
     }
+
+    public var effectiveRequestTimeoutMilliseconds: Int { requestTimeoutMilliseconds ?? 5000 + 2 * electionTimeoutMilliseconds }
 
     public var memberDirectory: String { dataDirectory + "/member" }
     public var resolvedWALDirectory: String { walDirectory ?? memberDirectory + "/wal" }

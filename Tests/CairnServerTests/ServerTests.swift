@@ -1,7 +1,7 @@
 import CairnBackend
 import CairnLMDB
 import CairnMVCC
-import CairnServer
+@testable import CairnServer
 import Foundation
 import Logging
 import Testing
@@ -21,8 +21,8 @@ struct Member {
         return o
     }
 
-    static func start(_ dir: String, snapshotCount: UInt64 = 100_000) throws -> Member {
-        let o = options(dir, snapshotCount: snapshotCount)
+    static func start(_ dir: String, snapshotCount: UInt64 = 100_000, options custom: ServerOptions? = nil) throws -> Member {
+        let o = custom ?? options(dir, snapshotCount: snapshotCount)
         try FileManager.default.createDirectory(atPath: o.keyspaceDirectory, withIntermediateDirectories: true)
         let backend = try LMDBBackend(
             path: o.keyspaceDirectory,
@@ -287,6 +287,60 @@ struct RestartTests {
         try await m.waitLeader()
         #expect(m.server.keyspace.revision == rev)
         #expect(try await m.get("k99") == "v99")
+    }
+
+    @Test func alarmsOutliveARestart() async throws {
+        let dir = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var m = try Member.start(dir)
+        try await m.waitLeader()
+        let member = m.server.identity.memberID
+        _ = try await m.server.propose(.alarm(AlarmChange(action: .activate, memberID: member, alarm: 1)))
+        #expect(m.server.activeAlarms.map(\.alarm) == [1])
+        m.server.stop()
+
+        m = try Member.start(dir)
+        try await m.waitLeader()
+        #expect(m.server.activeAlarms.map(\.alarm) == [1], "NOSPACE was raised before the restart")
+        await #expect(throws: KVServerErrorMatcher.self) {
+            do { _ = try await m.put("x", "y") } catch { throw KVServerErrorMatcher(error) }
+        }
+        _ = try await m.server.propose(.alarm(AlarmChange(action: .deactivate, memberID: member, alarm: 1)))
+        #expect(m.server.activeAlarms.isEmpty)
+        m.server.stop()
+
+        // Cleared stays cleared, also when the keyspace is rebuilt from the WAL alone.
+        try FileManager.default.removeItem(atPath: Member.options(dir).keyspaceDirectory)
+        m = try Member.start(dir)
+        defer { m.server.stop() }
+        try await m.waitLeader()
+        #expect(m.server.activeAlarms.isEmpty)
+        _ = try await m.put("x", "y")
+    }
+
+    @Test func writesStuckBehindAStalledDiskTimeOut() async throws {
+        let dir = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var o = Member.options(dir)
+        o.requestTimeoutMilliseconds = 200
+        let m = try Member.start(dir, options: o)
+        defer { m.server.stop() }
+        try await m.waitLeader()
+        _ = try await m.put("before", "1")
+        m.server.walStallForTesting.withLock { $0 = 600_000 }  // 600 ms per WAL write
+        let started = ContinuousClock.now
+        do {
+            _ = try await m.put("during", "2")
+            Issue.record("a write behind a 600 ms stall should time out after 200 ms")
+        } catch {
+            #expect("\(error)".contains("etcdserver: request timed out"), "\(error)")
+        }
+        #expect(ContinuousClock.now - started < .milliseconds(590), "the timeout must not wait for the disk")
+        m.server.walStallForTesting.withLock { $0 = nil }
+        try await Task.sleep(for: .milliseconds(700))
+        // The outcome was unknown to the client; the write itself still went through the log.
+        #expect(try await m.get("during") == "2")
+        _ = try await m.put("after", "3")
     }
 
     @Test func requestsAfterStopFailInsteadOfHanging() async throws {
