@@ -48,6 +48,18 @@ public protocol StorageBackend: AnyObject, Sendable {
 
     /// Size and page statistics.
     func stats() throws(BackendError) -> BackendStats
+
+    /// Rewrites the store without its free space and returns (file bytes before, after).
+    /// Reads and writes wait while it runs, as they do during etcd's defragmentation.
+    func defragment() throws(BackendError) -> (beforeBytes: Int64, afterBytes: Int64)
+}
+
+extension StorageBackend {
+    /// Backends without a file (the in-memory one) have nothing to compact.
+    public func defragment() throws(BackendError) -> (beforeBytes: Int64, afterBytes: Int64) {
+        let size = try stats().sizeBytes
+        return (size, size)
+    }
 }
 
 /// An open table's handle. Cheap to copy.

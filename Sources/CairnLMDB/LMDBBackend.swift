@@ -25,8 +25,9 @@ import Darwin
 ///   a machine crash the backend may be missing its last commits; on restart
 ///   the server replays the WAL from the stored applied index, and that replay
 ///   is idempotent because the index moves with the data. The server calls
-///   `sync()` (`mdb_env_sync(force)`) before it releases WAL segments, so the
-///   log is never released before the backend state it covers is on disk.
+///   `sync()` (`mdb_env_sync(force)`) after each snapshot, before it releases WAL
+///   segments, so the log is never released before the backend state it covers
+///   is on disk.
 ///
 /// ## Growth
 /// LMDB fails writes with `MDB_MAP_FULL` once its memory map is full. The map
@@ -59,10 +60,14 @@ public final class LMDBBackend: StorageBackend, @unchecked Sendable {
         public init() {}
     }
 
-    let env: OpaquePointer
+    /// Replaced only by `defragment`, which holds the writer lock and the reader gate
+    /// exclusively; everything else reads it after entering the gate or under the writer lock.
+    private(set) var env: OpaquePointer
     let path: String
     private let names: [String]
     private let dbis: [MDB_dbi]
+    private let envFlags: UInt32
+    private let maxReaders: UInt32
     let quotaBytes: Int64
     private let pageSizeBytes: Int
     private let gate = ReaderGate()
@@ -96,20 +101,7 @@ public final class LMDBBackend: StorageBackend, @unchecked Sendable {
         if !options.syncOnCommit { flags |= UInt32(MDB_NOSYNC) }
         let rc = mdb_env_open(env, path, flags, 0o600)
         if rc != 0 { throw .cannotOpen(path: path, reason: lmdbMessage(rc)) }
-
-        var txn: OpaquePointer?
-        try check(mdb_txn_begin(env, nil, 0, &txn))
-        var handles: [MDB_dbi] = []
-        for name in configuration.tables {
-            var dbi: MDB_dbi = 0
-            let rc = mdb_dbi_open(txn, name, UInt32(MDB_CREATE), &dbi)
-            if rc != 0 {
-                mdb_txn_abort(txn)
-                throw .cannotOpen(path: path, reason: "table \(name): \(lmdbMessage(rc))")
-            }
-            handles.append(dbi)
-        }
-        try check(mdb_txn_commit(txn))
+        let handles = try Self.openTables(env, configuration.tables, path: path)
 
         var s = MDB_stat()
         try check(mdb_env_stat(env, &s))
@@ -117,6 +109,8 @@ public final class LMDBBackend: StorageBackend, @unchecked Sendable {
         try check(mdb_env_info(env, &info))
 
         self.env = env
+        self.envFlags = flags
+        self.maxReaders = options.maxReaders
         self.path = path
         self.names = configuration.tables
         self.dbis = handles
@@ -131,6 +125,24 @@ public final class LMDBBackend: StorageBackend, @unchecked Sendable {
     deinit {
         for h in pool.withLock({ $0 }) { mdb_txn_abort(h.txn) }
         mdb_env_close(env)
+    }
+
+    /// Opens (creating) the named tables in a new environment; their handles, in order.
+    private static func openTables(_ env: OpaquePointer, _ names: [String], path: String) throws(BackendError) -> [MDB_dbi] {
+        var txn: OpaquePointer?
+        try check(mdb_txn_begin(env, nil, 0, &txn))
+        var handles: [MDB_dbi] = []
+        for name in names {
+            var dbi: MDB_dbi = 0
+            let rc = mdb_dbi_open(txn, name, UInt32(MDB_CREATE), &dbi)
+            if rc != 0 {
+                mdb_txn_abort(txn)
+                throw .cannotOpen(path: path, reason: "table \(name): \(lmdbMessage(rc))")
+            }
+            handles.append(dbi)
+        }
+        try check(mdb_txn_commit(txn))
+        return handles
     }
 
     public func table(named name: String) throws(BackendError) -> Table {
@@ -244,12 +256,17 @@ public final class LMDBBackend: StorageBackend, @unchecked Sendable {
     // MARK: Maintenance
 
     public func sync() throws(BackendError) {
+        gate.enter()
+        defer { gate.leave() }
         try check(mdb_env_sync(env, 1))
     }
 
     public func stats() throws(BackendError) -> BackendStats {
         var info = MDB_envinfo()
-        try check(mdb_env_info(env, &info))
+        gate.enter()
+        let rcInfo = mdb_env_info(env, &info)
+        gate.leave()
+        try check(rcInfo)
         var st = stat()
         let fileSize: Int64 = stat(path + "/data.mdb", &st) == 0 ? Int64(st.st_size) : 0
         var entries: [String: Int] = [:]
@@ -279,8 +296,96 @@ public final class LMDBBackend: StorageBackend, @unchecked Sendable {
         if mkdir(directory, 0o700) != 0 && errno != EEXIST {
             throw .io(code: errno, message: "mkdir \(directory): \(String(cString: strerror(errno)))")
         }
+        gate.enter()
+        defer { gate.leave() }
         try check(mdb_env_copy2(env, directory, UInt32(MDB_CP_COMPACT)))
     }
+
+    /// Defragments the store: writes a compacted copy beside it (readers go on meanwhile,
+    /// writers wait), makes the copy durable, then, with no reader open, closes the
+    /// environment, renames the copy over `data.mdb` (atomic: a crash leaves the old or the
+    /// new file, both complete) and reopens. The file shrinks to the pages in use.
+    public func defragment() throws(BackendError) -> (beforeBytes: Int64, afterBytes: Int64) {
+        let outcome = writer.withLock {
+            Result { () throws(BackendError) -> (beforeBytes: Int64, afterBytes: Int64) in try defragmentHoldingWriter() }
+        }
+        return try outcome.get()
+    }
+
+    private func defragmentHoldingWriter() throws(BackendError) -> (beforeBytes: Int64, afterBytes: Int64) {
+        let before = fileSize(path + "/data.mdb")
+        let tmp = path + "/defrag.tmp"
+        _ = unlink(tmp + "/data.mdb")
+        _ = unlink(tmp + "/lock.mdb")
+        try copyCompacted(to: tmp)
+        _ = chmod(tmp + "/data.mdb", 0o600)  // as the store it replaces (the copy gets the umask's mode)
+        try fsyncPath(tmp + "/data.mdb")
+        let renamed: Result<Void, BackendError> = gate.exclusive {
+            let idle = pool.withLock { p -> [TxnHandle] in
+                let all = p
+                p = []
+                return all
+            }
+            for h in idle { mdb_txn_abort(h.txn) }
+            mdb_env_close(env)
+            var outcome: Result<Void, BackendError> = .success(())
+            if rename(tmp + "/data.mdb", path + "/data.mdb") != 0 {
+                outcome = .failure(.io(code: errno, message: "rename \(tmp)/data.mdb: \(String(cString: strerror(errno)))"))
+            }
+            // Reopen whatever is in place now: the compacted copy, or the old file if the rename
+            // failed. Both are complete stores; with neither open the process cannot go on
+            // (every handle would point into a closed environment), so it stops loudly.
+            var lastError: BackendError?
+            for _ in 0..<3 {
+                switch Result(catching: { () throws(BackendError) in try reopen() }) {
+                case .success(let fresh):
+                    env = fresh
+                    return outcome
+                case .failure(let error):
+                    lastError = error
+                }
+            }
+            fatalError("LMDB: cannot reopen \(path) after defragmentation: \(String(describing: lastError))")
+        }
+        try renamed.get()
+        try fsyncPath(path)
+        _ = unlink(tmp + "/lock.mdb")
+        _ = rmdir(tmp)
+        return (before, fileSize(path + "/data.mdb"))
+    }
+
+    /// A new environment on `path` with the same flags, map size and table handles.
+    private func reopen() throws(BackendError) -> OpaquePointer {
+        var envp: OpaquePointer?
+        try check(mdb_env_create(&envp))
+        guard let fresh = envp else { throw .io(code: -1, message: "mdb_env_create returned no environment") }
+        var ok = false
+        defer { if !ok { mdb_env_close(fresh) } }
+        try check(mdb_env_set_maxdbs(fresh, MDB_dbi(names.count + 1)))
+        try check(mdb_env_set_maxreaders(fresh, maxReaders))
+        try check(mdb_env_set_mapsize(fresh, Int(mapSize.current)))
+        let rc = mdb_env_open(fresh, path, envFlags, 0o600)
+        if rc != 0 { throw .cannotOpen(path: path, reason: lmdbMessage(rc)) }
+        let handles = try Self.openTables(fresh, names, path: path)
+        guard handles == dbis else {
+            throw .cannotOpen(path: path, reason: "table handles changed on reopen (\(dbis) -> \(handles))")
+        }
+        ok = true
+        return fresh
+    }
+}
+
+private func fileSize(_ path: String) -> Int64 {
+    var st = stat()
+    return stat(path, &st) == 0 ? Int64(st.st_size) : 0
+}
+
+/// fsync of a file or directory by path.
+private func fsyncPath(_ path: String) throws(BackendError) {
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { throw .io(code: errno, message: "open \(path): \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    if fsync(fd) != 0 { throw .io(code: errno, message: "fsync \(path): \(String(cString: strerror(errno)))") }
 }
 
 @inline(__always)

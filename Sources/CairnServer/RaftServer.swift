@@ -125,6 +125,8 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
     struct SnapshotRequests {
         var wanted = false
         var stopping = false
+        /// Defragmentations asked for (Maintenance.Defragment), run on the snapshot thread.
+        var defragmentations: [@Sendable (Result<(beforeBytes: Int64, afterBytes: Int64), ServerError>) -> Void] = []
     }
 
     /// What other threads read about the member.
@@ -750,14 +752,58 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
 
     private func snapshotLoop() {
         while true {
-            let go = snapshotRequests.withLock(waitingUntil: { $0.wanted || $0.stopping }) { s -> Bool in
+            let (go, defrags, stopping) = snapshotRequests.withLock(
+                waitingUntil: { $0.wanted || $0.stopping || !$0.defragmentations.isEmpty }
+            ) { s in
                 let w = s.wanted
+                let d = s.defragmentations
                 s.wanted = false
-                return w && !s.stopping
+                s.defragmentations = []
+                return (w && !s.stopping, d, s.stopping)
             }
-            if !go { return }
-            takeSnapshot()
+            if !defrags.isEmpty { defragmentNow(defrags, refuse: stopping) }
+            if go { takeSnapshot() }
+            if stopping { return }
         }
+    }
+
+    /// Rewrites the backend without its free space (Maintenance.Defragment). Reads and writes
+    /// wait while it runs, as with etcd. Runs on the snapshot thread, never beside a snapshot.
+    public func defragment() async throws(ServerError) -> (beforeBytes: Int64, afterBytes: Int64) {
+        let result: Result<(beforeBytes: Int64, afterBytes: Int64), ServerError> = await withCheckedContinuation { c in
+            let accepted = snapshotRequests.withLock { s -> Bool in
+                guard !s.stopping else { return false }
+                s.defragmentations.append { c.resume(returning: $0) }
+                return true
+            }
+            if accepted { snapshotRequests.broadcast() } else { c.resume(returning: .failure(.stopped)) }
+        }
+        return try result.get()
+    }
+
+    private func defragmentNow(
+        _ waiting: [@Sendable (Result<(beforeBytes: Int64, afterBytes: Int64), ServerError>) -> Void], refuse: Bool
+    ) {
+        if refuse {
+            for w in waiting { w(.failure(.stopped)) }
+            return
+        }
+        let started = monotonicNanoseconds()
+        let result: Result<(beforeBytes: Int64, afterBytes: Int64), ServerError>
+        do {
+            let sizes = try keyspace.backend.defragment()
+            logger.info(
+                "backend defragmented",
+                metadata: [
+                    "before-bytes": "\(sizes.beforeBytes)", "after-bytes": "\(sizes.afterBytes)",
+                    "took-ms": "\((monotonicNanoseconds() - started) / 1_000_000)",
+                ])
+            result = .success(sizes)
+        } catch {
+            logger.error("defragmentation failed", metadata: ["error": "\(error)"])
+            result = .failure(.keyspace(.backend(error)))
+        }
+        for w in waiting { w(result) }
     }
 
     /// Writes a snapshot file at the applied index. The file's data may be newer than its
@@ -774,6 +820,9 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
                 backend: keyspace.backend, tables: Keyspace<Backend>.tableNames, term: term, index: index,
                 membership: membership, directory: options.snapshotDirectory, logger: logger)
             snapshotIndexes.withLock { $0 = (index, term) }
+            // The backend commits without fsync (the WAL is the durable record); make what it
+            // applied durable before the WAL segments that cover it can be released.
+            try keyspace.backend.sync()
             logger.info(
                 "snapshot written",
                 metadata: ["path": "\(path)", "index": "\(index)", "bytes": "\(header.compressedBytes)"])

@@ -251,9 +251,9 @@ public enum MaintenanceService {
             return resp
         })
         router.register(service: serviceName, method: "Defragment", Unary.run(server, Etcdserverpb_DefragmentRequest.self) { _, header in
-            // LMDB reuses freed pages in place, so there is no fragmentation to undo online; the
-            // request makes everything applied durable (a sync), as a defragmentation does.
-            try server.keyspace.backend.sync()
+            // The backend is rewritten without its free pages and swapped in; reads and writes
+            // wait meanwhile, as with etcd.
+            _ = try await server.defragment()
             var resp = Etcdserverpb_DefragmentResponse()
             resp.header = header
             return resp

@@ -245,6 +245,47 @@ func keys<B: StorageBackend>(_ backend: B, _ t: Table, from: String, to: String?
         #expect(try b.read { try $0.get(b.table(named: "t"), k("persist")) } == k("yes"))
     }
 
+    @Test func lmdbDefragmentShrinksTheFileAndKeepsEverything() throws {
+        let dir = NSTemporaryDirectory() + "cairn-backend-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let config = BackendConfiguration(tables: ["t", "u"])
+        let b = try LMDBBackend(path: dir, configuration: config)
+        let t = try b.table(named: "t")
+        let u = try b.table(named: "u")
+        let value = [UInt8](repeating: 7, count: 1000)
+        for batch in 0..<20 {
+            try b.write { tx in for i in 0..<1000 { try tx.put(t, k("k\(batch)-\(i)"), value) } }
+        }
+        try b.write { tx in try tx.put(u, k("other"), k("table")) }
+        // Delete all but every 100th key: the file keeps its size, most pages become free.
+        for batch in 0..<20 {
+            try b.write { tx in for i in 0..<1000 where i % 100 != 0 { _ = try tx.delete(t, k("k\(batch)-\(i)")) } }
+        }
+        // A reader opened before the defragmentation keeps its snapshot (the swap waits for it).
+        let reader = try b.beginRead()
+        let sawBefore = try reader.get(t, k("k0-0"))
+        reader.close()
+        let (before, after) = try b.defragment()
+        #expect(before > 20_000_000)
+        #expect(after < before / 10, "defragmentation should drop the free pages: \(before) -> \(after) bytes")
+        #expect(sawBefore == value)
+        let stats = try b.stats()
+        #expect(stats.sizeBytes == after)
+        #expect(stats.entriesByTable["t"] == 200)
+        for batch in 0..<20 {
+            for i in stride(from: 0, to: 1000, by: 100) {
+                #expect(try b.read { try $0.get(t, k("k\(batch)-\(i)")) } == value)
+            }
+        }
+        #expect(try b.read { try $0.get(u, k("other")) } == k("table"))
+        // Writes go on, and survive a reopen.
+        try b.write { tx in try tx.put(t, k("after"), k("defrag")) }
+        #expect(!FileManager.default.fileExists(atPath: dir + "/defrag.tmp"))
+        let reopened = try LMDBBackend(path: dir, configuration: config)
+        #expect(try reopened.read { try $0.get(reopened.table(named: "t"), k("after")) } == k("defrag"))
+        #expect(try reopened.stats().entriesByTable["t"] == 201)
+    }
+
     @Test func lmdbRefusesAFileThatIsNotLMDB() throws {
         let dir = NSTemporaryDirectory() + "cairn-backend-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: dir) }
