@@ -88,8 +88,6 @@ public final class Lessor: Sendable {
         }
     }
 
-    public var ids: [Int64] { state.withLock { $0.leases.keys.sorted() } }
-
     /// Leases past their expiry (leader only), oldest first, at most `limit`.
     func expired(now: UInt64, limit: Int, excluding: Set<Int64>) -> [Int64] {
         state.withLock { s -> [Int64] in

@@ -934,7 +934,7 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
             calls[id]?.complete(.success(r))
         }
         if failures > 0 { failedCounter.increment(by: failures) }
-        watchHub.notify(revision: keyspace.revision)
+        watchHub.notify()
         appliedWaiters.withLock { $0.applied = max($0.applied, last.index) }
         releaseAppliedWaiters()
         checkQuota()

@@ -148,7 +148,7 @@ public final class WatchHub<Backend: StorageBackend>: @unchecked Sendable {
     }
 
     /// New revisions were committed (or a blocked stream drained): look again.
-    public func notify(revision: Int64 = 0) {
+    public func notify() {
         state.withLock { $0.dirty = true }
         state.broadcast()
     }
