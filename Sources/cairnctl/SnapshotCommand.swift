@@ -1,4 +1,5 @@
 import ArgumentParser
+import CairnBolt
 import CairnClient
 import CairnProto
 import Foundation
