@@ -92,7 +92,7 @@ let package = Package(
             name: "CairnServer",
             dependencies: [
                 "CairnAPI", "CairnGRPC", "CairnProto", "CairnMVCC", "CairnBackend", "CairnRaft", "CairnWAL",
-                "CairnSnapshot", "CairnFS", "CairnSync", "CCRC32C",
+                "CairnSnapshot", "CairnFS", "CairnSync", "CCRC32C", "CairnBolt",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
