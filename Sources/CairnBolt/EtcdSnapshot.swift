@@ -61,7 +61,7 @@ public enum EtcdSnapshot {
     public static func open(path: String, skipHashCheck: Bool = false) throws(Problem) -> BoltReader {
         let reader: BoltReader
         do { reader = try BoltReader(path: path) } catch { throw .bolt(error) }
-        let fileSize = fileSizeBytes(fd: nil, path: path) ?? reader.fileSizeBytes
+        let fileSize = fileSizeBytes(path: path) ?? reader.fileSizeBytes
         let dbSize = reader.databaseSizeBytes
         if fileSize == dbSize + trailerSizeBytes {
             if !skipHashCheck {
@@ -75,6 +75,8 @@ public enum EtcdSnapshot {
             }
         } else if fileSize == dbSize {
             if !skipHashCheck { throw .missingTrailer(fileSizeBytes: fileSize, databaseSizeBytes: dbSize) }
+        } else if fileSize < dbSize + trailerSizeBytes {
+            throw .bolt(.truncated("the SHA-256 trailer has \(fileSize - dbSize) of its \(trailerSizeBytes) bytes"))
         } else if !skipHashCheck {
             throw .trailingBytes(fileSizeBytes: fileSize, databaseSizeBytes: dbSize)
         }
@@ -136,7 +138,7 @@ public enum EtcdSnapshot {
         return fd
     }
 
-    static func fileSizeBytes(fd: Int32?, path: String) -> Int? {
+    static func fileSizeBytes(path: String) -> Int? {
         var st = stat()
         guard stat(path, &st) == 0 else { return nil }
         return Int(st.st_size)

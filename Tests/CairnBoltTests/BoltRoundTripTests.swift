@@ -117,6 +117,19 @@ final class BoltRoundTripTests: XCTestCase {
         XCTAssertThrowsError(try EtcdSnapshot.open(path: path)) { e in
             XCTAssertEqual("\(e)", "not an etcd snapshot: the bbolt database has no \"key\" bucket (it has: big, empty, many, one)")
         }
+        // A trailer cut short.
+        try (data + sha.prefix(20)).write(to: URL(fileURLWithPath: path))
+        XCTAssertThrowsError(try EtcdSnapshot.open(path: path)) { e in
+            XCTAssertEqual("\(e)", "truncated: the SHA-256 trailer has 20 of its 32 bytes")
+        }
+        // No trailer at all: accepted only when the hash check is skipped.
+        try data.write(to: URL(fileURLWithPath: path))
+        XCTAssertThrowsError(try EtcdSnapshot.open(path: path)) { e in
+            XCTAssertTrue("\(e)".hasPrefix("snapshot has no SHA-256 trailer"), "\(e)")
+        }
+        XCTAssertThrowsError(try EtcdSnapshot.open(path: path, skipHashCheck: true)) { e in
+            XCTAssertTrue("\(e)".hasPrefix("not an etcd snapshot"), "\(e)")
+        }
         // Wrong trailer.
         data += sha.map { $0 ^ 1 }
         try data.write(to: URL(fileURLWithPath: path))
