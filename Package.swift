@@ -93,7 +93,7 @@ let package = Package(
             name: "CairnServer",
             dependencies: [
                 "CairnAPI", "CairnGRPC", "CairnProto", "CairnMVCC", "CairnBackend", "CairnRaft", "CairnWAL",
-                "CairnSnapshot", "CairnFS", "CairnSync", "CCRC32C",
+                "CairnSnapshot", "CairnFS", "CairnSync", "CCRC32C", "CairnBolt",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -117,7 +117,7 @@ let package = Package(
         .executableTarget(
             name: "cairnctl",
             dependencies: [
-                "CairnClient", "CairnProto", "CairnGRPC",
+                "CairnClient", "CairnProto", "CairnGRPC", "CairnBolt", "CairnMVCC", "CairnLMDB", "CairnBackend",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -125,6 +125,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
+
+        // etcd's snapshot files: the project's own bbolt reader and writer (docs/bbolt-format.md).
+        .target(name: "CairnBolt", dependencies: ["CCRC32C"], swiftSettings: strict),
 
         // Storage.
         .target(name: "CairnBackend", swiftSettings: strict),
@@ -276,7 +279,7 @@ let package = Package(
         .testTarget(
             name: "CairnctlTests",
             dependencies: [
-                "cairnctl", "CairnClient", "CairnProto",
+                "cairnctl", "CairnClient", "CairnProto", "CairnBolt",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -284,6 +287,7 @@ let package = Package(
         .testTarget(
             name: "CairnRaftTests", dependencies: ["CairnRaft"], resources: [.copy("testdata")],
             swiftSettings: strict),
+        .testTarget(name: "CairnBoltTests", dependencies: ["CairnBolt"], swiftSettings: strict),
         .testTarget(name: "CCRC32CTests", dependencies: ["CCRC32C"], swiftSettings: strict),
         .testTarget(
             name: "CairnWALTests", dependencies: ["CairnWAL", "CairnFS", "CCRC32C", "WALBench"],

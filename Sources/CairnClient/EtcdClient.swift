@@ -133,13 +133,14 @@ public final class EtcdClient: Sendable {
         return try Resp(serializedBytes: Array(response.readableBytesView))
     }
 
-    /// A server-streaming call: one request, a bounded stream of responses.
+    /// A server-streaming call: one request (with extra request `metadata`), a bounded stream of responses.
     public func serverStream<Req, Resp>(
-        _ method: StreamingMethod<Req, Resp>, _ request: Req, timeout: Duration? = nil
+        _ method: StreamingMethod<Req, Resp>, _ request: Req, timeout: Duration? = nil, metadata: [(String, String)] = []
     ) async throws -> StreamingCall<Req, Resp> {
         let bytes: [UInt8] = try request.serializedBytes()
         let connection = try await self.connection()
-        return StreamingCall(raw: connection.openStream(path: method.path, request: ByteBuffer(bytes: bytes), timeout: timeout))
+        return StreamingCall(
+            raw: connection.openStream(path: method.path, request: ByteBuffer(bytes: bytes), timeout: timeout, metadata: metadata))
     }
 
     /// A bidirectional-streaming call (Watch, LeaseKeepAlive).

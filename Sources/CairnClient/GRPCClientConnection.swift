@@ -129,7 +129,9 @@ public final class GRPCClientConnection: Sendable {
     ///
     /// Responses are buffered up to `bufferedMessagesMax`; beyond that the stream's HTTP/2 window
     /// is not credited, so the server stops sending until the consumer catches up.
-    public func openStream(path: String, request: ByteBuffer?, timeout: Duration? = nil, bufferedMessagesMax: Int = 16) -> GRPCStreamingCall {
+    public func openStream(
+        path: String, request: ByteBuffer?, timeout: Duration? = nil, bufferedMessagesMax: Int = 16, metadata: [(String, String)] = []
+    ) -> GRPCStreamingCall {
         let el = self.channel.eventLoop
         let handler = self.handler
         let maxBytes = self.maxMessageBytes
@@ -149,7 +151,7 @@ public final class GRPCClientConnection: Sendable {
                     if status.code == .ok { source.finish() } else { source.finish(status) }
                 })
             box.value = call
-            handler.value.start(call, path: path, timeout: timeout, message: request, endStream: request != nil, metadata: [])
+            handler.value.start(call, path: path, timeout: timeout, message: request, endStream: request != nil, metadata: metadata)
         }
         return GRPCStreamingCall(delegate: delegate, responses: produced.sequence)
     }

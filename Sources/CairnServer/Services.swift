@@ -1,10 +1,13 @@
 import CCRC32C
 import CairnAPI
 import CairnBackend
+import CairnBolt
+import CairnFS
 import CairnGRPC
 import CairnMVCC
 import CairnProto
 import CairnSnapshot
+import CairnSync
 import Foundation
 import Logging
 import NIOCore
@@ -305,22 +308,35 @@ public enum MaintenanceService {
 /// Maintenance.Snapshot: writes a snapshot of the keyspace (one read transaction, so
 /// consistent) to a temporary file off the event loop, then streams it in chunks, each
 /// written only after the previous one left, so a slow client holds one chunk in memory.
+///
+/// The snapshot is in etcd 3.4's format (a bbolt database, `EtcdSnapshotExport`) followed by
+/// the SHA-256 of the database as a last message, as etcd sends it. A request with the
+/// metadata `cairn-snapshot-format: cairn` gets Cairn's own zstd snapshot file instead
+/// (`cairnctl snapshot save --format cairn`).
 final class SnapshotStream<B: StorageBackend>: GRPCBidiStreamHandler, @unchecked Sendable {
+    /// The request metadata that selects the snapshot format: `etcd` (default) or `cairn`.
+    static var formatHeader: String { "cairn-snapshot-format" }
+
     let server: RaftServer<B>
     let eventLoop: any EventLoop
     let writer: NIOLoopBound<GRPCStreamWriter>
     let logger: Logger
+    let etcdFormat: Bool
     var started = false
     var finished = false
     var file: FileHandle?
     var remaining = 0
     var path = ""
+    /// The SHA-256 of the etcd-format database sent so far; updated by one chunk read at a time.
+    var hasher = SHA256()
+    var trailerSent = false
 
     init(server: RaftServer<B>, context: GRPCCallContext, writer: GRPCStreamWriter, logger: Logger) {
         self.server = server
         self.eventLoop = context.eventLoop
         self.writer = NIOLoopBound(writer, eventLoop: context.eventLoop)
         self.logger = logger
+        self.etcdFormat = context.headers.first(name: Self.formatHeader) != "cairn"
     }
 
     func receive(_ message: ByteBuffer) {
@@ -328,14 +344,31 @@ final class SnapshotStream<B: StorageBackend>: GRPCBidiStreamHandler, @unchecked
         started = true
         let server = self.server
         let logger = self.logger
+        let etcdFormat = self.etcdFormat
         let dir = server.options.memberDirectory + "/snapshot-stream-\(UInt64.random(in: 0...UInt64.max))"
         Task.detached { [self] in
             let result: Result<String, any Error>
             do {
-                let (p, _) = try Snapshotter.write(
-                    backend: server.keyspace.backend, tables: Keyspace<B>.tableNames, term: server.status.term,
-                    index: server.status.appliedIndex, membership: [], directory: dir, logger: logger)
-                result = .success(p)
+                if etcdFormat {
+                    try FileSystem.live.createDirectory(dir)
+                    let p = dir + "/db"
+                    let started = monotonicNanoseconds()
+                    let (size, revision) = try EtcdSnapshotExport.write(
+                        backend: server.keyspace.backend, identity: server.identity,
+                        clusterVersion: EtcdSnapshotExport.clusterVersion(serverVersion: server.options.etcdVersion), to: p)
+                    logger.info(
+                        "etcd-format snapshot written",
+                        metadata: [
+                            "size-bytes": "\(size)", "revision": "\(revision)",
+                            "took-ms": "\((monotonicNanoseconds() - started) / 1_000_000)",
+                        ])
+                    result = .success(p)
+                } else {
+                    let (p, _) = try Snapshotter.write(
+                        backend: server.keyspace.backend, tables: Keyspace<B>.tableNames, term: server.status.term,
+                        index: server.status.appliedIndex, membership: [], directory: dir, logger: logger)
+                    result = .success(p)
+                }
             } catch {
                 result = .failure(error)
             }
@@ -364,15 +397,29 @@ final class SnapshotStream<B: StorageBackend>: GRPCBidiStreamHandler, @unchecked
     private func sendNext(dir: String) {
         guard !finished, let fh = file else { return cleanup(dir) }
         let size = MaintenanceService.snapshotChunkBytes
+        let etcdFormat = self.etcdFormat
+        let remaining = self.remaining
         Task.detached { [self] in
             let chunk = fh.readData(ofLength: size)
-            eventLoop.execute { self.send(chunk, dir: dir) }
+            let isLast = chunk.isEmpty || remaining - chunk.count <= 0
+            guard etcdFormat else {
+                eventLoop.execute { self.send(chunk, dir: dir, last: isLast) }
+                return
+            }
+            // One read is in flight at a time, so the hasher has one user at a time.
+            hasher.update(chunk)
+            if !chunk.isEmpty { eventLoop.execute { self.send(chunk, dir: dir, last: false) } }
+            if isLast {
+                // The database is out: its SHA-256 follows as the last message, as etcd sends it.
+                let trailer = Data(hasher.finalize())
+                eventLoop.execute { self.send(trailer, dir: dir, last: true) }
+            }
         }
     }
 
-    private func send(_ chunk: Data, dir: String) {
+    private func send(_ chunk: Data, dir: String, last: Bool) {
         guard !finished else { return cleanup(dir) }
-        remaining -= chunk.count
+        if !(etcdFormat && last) { remaining -= chunk.count }
         var resp = Etcdserverpb_SnapshotResponse()
         resp.header = KVConversion.header(server.header, revision: server.keyspace.revision)
         resp.remainingBytes = UInt64(max(remaining, 0))
@@ -382,7 +429,8 @@ final class SnapshotStream<B: StorageBackend>: GRPCBidiStreamHandler, @unchecked
         writer.value.send(bytes, promise: promise)
         promise.futureResult.whenComplete { [self] result in
             switch result {
-            case .success where remaining > 0 && !chunk.isEmpty: sendNext(dir: dir)
+            case .success where !last && remaining > 0 && !chunk.isEmpty: sendNext(dir: dir)
+            case .success where !last: break  // the etcd trailer is on its way
             case .success:
                 cleanup(dir)
                 finish(nil)

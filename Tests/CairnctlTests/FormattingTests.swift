@@ -1,4 +1,5 @@
 // Output formatting and flag parsing, without a server.
+import CairnBolt
 import CairnProto
 import Foundation
 import Testing

@@ -1,5 +1,7 @@
-/// SHA-256 (FIPS 180-4), for checking the trailer of downloaded snapshots without a crypto dependency.
-struct SHA256 {
+/// SHA-256 (FIPS 180-4), for the trailer etcd appends to snapshot files, without a crypto dependency.
+public struct SHA256: Sendable {
+    public init() {}
+
     private var h: [UInt32] = [
         0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
     ]
@@ -17,7 +19,7 @@ struct SHA256 {
         0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
     ]
 
-    mutating func update(_ bytes: some Collection<UInt8>) {
+    public mutating func update(_ bytes: some Collection<UInt8>) {
         self.lengthBytes &+= UInt64(bytes.count)
         self.pending += bytes
         var offset = 0
@@ -28,7 +30,7 @@ struct SHA256 {
         self.pending.removeFirst(offset)
     }
 
-    mutating func finalize() -> [UInt8] {
+    public mutating func finalize() -> [UInt8] {
         let bitLength = self.lengthBytes &* 8
         var tail: [UInt8] = [0x80]
         while (self.pending.count + tail.count) % 64 != 56 { tail.append(0) }

@@ -1,0 +1,151 @@
+import CairnBackend
+import CairnBolt
+import CairnLMDB
+import CairnMVCC
+import Foundation
+
+/// `snapshot restore`: an etcd 3.4 snapshot file into a new Cairn data directory.
+///
+/// ## The directory it makes
+/// `<data-dir>/member/keyspace`: the LMDB keyspace holding the snapshot's `key` bucket (every
+/// revision kept since the last compaction, tombstones included), its `lease` bucket, and
+/// from its `meta` bucket the compaction revisions — but no `consistent_index`. Nothing else:
+/// no WAL, no snapshot files. `cairn` opens such a directory as a new member whose keyspace is
+/// already populated: `RaftServer.open` accepts a directory without a WAL only when the
+/// keyspace's applied index is 0 and there are no snapshot files, then creates the WAL with a
+/// Raft log starting at index 1, so applied index 0 and the log agree. The keyspace keeps its
+/// revisions (the next write gets revision + 1), versions, leases and compaction revision.
+/// The member's ids derive from `--name`, the peer URLs and the token when `cairn` first starts,
+/// so start it with the same values as the restore (as with etcd).
+///
+/// ## Refusals
+/// The file is verified before anything is written: bbolt structure, size (truncation), the
+/// SHA-256 trailer (unless `--skip-hash-check`), etcd's buckets, and every revision key and
+/// value as the keyspace decodes them. The directory is built beside the target
+/// (`<data-dir>.restoring-<random>`) and renamed into place only when complete; on any
+/// failure it is removed and the target does not exist.
+struct SnapshotRestore {
+    var snapshotPath: String
+    var dataDirectory: String
+    var name: String
+    var initialCluster: String
+    var initialClusterToken: String
+    var peerURLs: String
+    var skipHashCheck: Bool
+
+    struct Summary {
+        var revision: Int64
+        var keys: Int
+        var revisions: Int
+        var compactedRevision: Int64
+        var leases: Int
+    }
+
+    /// Entries per backend write transaction while copying.
+    static let batchEntries = 10_000
+    /// Buckets copied into the keyspace's tables of the same name.
+    static let copiedBuckets = ["key", "lease", "meta"]
+    /// `meta` entries not copied: the applied index belongs to the source's Raft log.
+    static let droppedMetaKeys: Set<[UInt8]> = [Array("consistent_index".utf8)]
+
+    func run() throws -> Summary {
+        try self.checkMembership()
+        if FileManager.default.fileExists(atPath: self.dataDirectory) {
+            throw CtlError(exitCode: CtlError.exitError, message: "data-dir \"\(self.dataDirectory)\" exists")
+        }
+        let reader: BoltReader
+        do { reader = try EtcdSnapshot.open(path: self.snapshotPath, skipHashCheck: self.skipHashCheck) } catch {
+            throw CtlError(exitCode: CtlError.exitError, message: "\(self.snapshotPath): \(error)")
+        }
+        let staging = self.dataDirectory + ".restoring-\(UInt64.random(in: 0...UInt64.max))"
+        do {
+            let summary = try self.build(from: reader, in: staging)
+            guard rename(staging, self.dataDirectory) == 0 else {
+                throw CtlError(
+                    exitCode: CtlError.exitError,
+                    message: "could not rename \(staging) to \(self.dataDirectory): \(String(cString: strerror(errno)))")
+            }
+            Self.syncDirectory((self.dataDirectory as NSString).deletingLastPathComponent)
+            return summary
+        } catch {
+            try? FileManager.default.removeItem(atPath: staging)
+            throw error
+        }
+    }
+
+    /// etcd's bootstrap checks: this member is in `--initial-cluster` with exactly its peer URLs.
+    /// Cairn runs one member, so the cluster must name only this one.
+    func checkMembership() throws(CtlError) {
+        var members: [String: [String]] = [:]
+        for item in self.initialCluster.split(separator: ",") {
+            let parts = item.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2 else { throw .badArgs("invalid --initial-cluster entry \"\(item)\": want name=url") }
+            members[String(parts[0]), default: []].append(String(parts[1]))
+        }
+        guard let urls = members[self.name] else {
+            throw CtlError(exitCode: CtlError.exitError, message: "couldn't find local name \"\(self.name)\" in the initial cluster configuration")
+        }
+        let advertised = self.peerURLs.split(separator: ",").map(String.init)
+        guard urls.sorted() == advertised.sorted() else {
+            throw CtlError(
+                exitCode: CtlError.exitError,
+                message: "--initial-cluster has \(self.name)=\(urls.joined(separator: ",")) but missing from --initial-advertise-peer-urls=\(self.peerURLs)")
+        }
+        guard members.count == 1 else {
+            throw CtlError(
+                exitCode: CtlError.exitError,
+                message: "--initial-cluster names \(members.count) members; a Cairn data directory is for a one-member cluster")
+        }
+    }
+
+    private func build(from reader: BoltReader, in staging: String) throws -> Summary {
+        try FileManager.default.createDirectory(atPath: staging + "/member", withIntermediateDirectories: true)
+        // Room for the data as LMDB lays it out, and at least the server's default.
+        let quota = max(BackendConfiguration.defaultQuotaBytes, Int64(reader.databaseSizeBytes) * 3)
+        do {
+            let backend = try LMDBBackend(
+                path: staging + "/member/keyspace",
+                configuration: BackendConfiguration(tables: Keyspace<LMDBBackend>.tableNames, quotaBytes: quota))
+            for name in Self.copiedBuckets {
+                let table = try backend.table(named: name)
+                var batch: [([UInt8], [UInt8])] = []
+                batch.reserveCapacity(Self.batchEntries)
+                func flush() throws {
+                    let items = batch
+                    try backend.write { tx in for (k, v) in items { try tx.put(table, k, v) } }
+                    batch.removeAll(keepingCapacity: true)
+                }
+                do {
+                    try reader.forEach(bucket: [Array(name.utf8)]) { k, v, isBucket in
+                        guard !isBucket else { throw BoltError.corrupt("bucket \(name) holds a nested bucket") }
+                        let key = [UInt8](k)
+                        if name == "meta" && Self.droppedMetaKeys.contains(key) { return }
+                        batch.append((key, [UInt8](v)))
+                        if batch.count >= Self.batchEntries { try flush() }
+                    }
+                } catch BoltError.noSuchBucket where name == "lease" {
+                    // etcd before 3.0's leases had none; nothing to copy.
+                }
+                try flush()
+            }
+            try backend.sync()
+            // Opening the keyspace decodes every revision and lease, as the server will.
+            let keyspace: Keyspace<LMDBBackend>
+            do { keyspace = try Keyspace(backend: backend) } catch {
+                throw CtlError(exitCode: CtlError.exitError, message: "\(self.snapshotPath): not a usable etcd keyspace: \(error)")
+            }
+            let revisions = try backend.read { tx in try tx.count(try backend.table(named: "key")) }
+            return Summary(
+                revision: keyspace.revision, keys: keyspace.keyCount, revisions: revisions,
+                compactedRevision: keyspace.compactedRevision, leases: keyspace.allLeases().count)
+        }
+    }
+
+    static func syncDirectory(_ path: String) {
+        let fd = open(path.isEmpty ? "." : path, O_RDONLY | O_DIRECTORY)
+        if fd >= 0 {
+            _ = fsync(fd)
+            close(fd)
+        }
+    }
+}
