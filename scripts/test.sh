@@ -11,9 +11,11 @@ swift test -c release -Xswiftc -enable-testing "$@" 2>&1 | tee "$log"
 # swift test failed if the pipeline failed (pipefail); otherwise summarize.
 passed=$(sed -n 's/.*Test run with \([0-9]*\) tests\{0,1\} in .* passed.*/\1/p' "$log" | tail -1)
 # The compatibility suite: the real etcdctl 3.4 drives a real etcd 3.4 and cairn through the
-# same script; the normalized transcripts must be equal. Built with the test build's flags so
-# nothing is compiled twice. (etcdctl vs cairnctl is not part of it yet: see docs/cairnctl.md.)
+# same script, and cairnctl runs it against etcd next to etcdctl; the normalized transcripts
+# must be equal. Built with the test build's flags so nothing is compiled twice.
 swift build -c release -Xswiftc -enable-testing --product cairn
-CAIRN_BIN=$(swift build -c release -Xswiftc -enable-testing --show-bin-path)/cairn COMPAT_SKIP_CLIENT=1 scripts/compat.sh
-echo "compatibility suite: etcd and cairn transcripts equal"
+swift build -c release -Xswiftc -enable-testing --product cairnctl
+bin=$(swift build -c release -Xswiftc -enable-testing --show-bin-path)
+CAIRN_BIN=$bin/cairn CAIRNCTL_BIN=$bin/cairnctl scripts/compat.sh
+echo "compatibility suite: etcd and cairn transcripts equal, etcdctl and cairnctl transcripts equal"
 echo "${passed:-0} passed, 0 failed"
