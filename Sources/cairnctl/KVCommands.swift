@@ -262,7 +262,7 @@ struct Watch: CtlCommand {
                 }
                 emit(try context.printer.watch(response))
                 if !command.isEmpty {
-                    for event in response.events { try await Self.run(command, for: event, revision: response.header.revision) }
+                    for event in response.events { await Self.run(command, for: event, revision: response.header.revision) }
                 }
                 if response.canceled { break }
             }
@@ -277,29 +277,47 @@ struct Watch: CtlCommand {
 
     /// Runs `command` for one event, as etcdctl does: with the event in ETCD_WATCH_* variables
     /// (Go-quoted), sharing stdout and stderr; a failure ends the watch with exit status 1.
-    static func run(_ command: [String], for event: Mvccpb_Event, revision: Int64) async throws {
+    static func run(_ command: [String], for event: Mvccpb_Event, revision: Int64) async {
         var environment = ProcessInfo.processInfo.environment
         environment["ETCD_WATCH_REVISION"] = "\(revision)"
         environment["ETCD_WATCH_EVENT_TYPE"] = GoFormat.quote(event.type == .delete ? "DELETE" : "PUT")
         environment["ETCD_WATCH_KEY"] = GoFormat.quote(event.kv.key)
         environment["ETCD_WATCH_VALUE"] = GoFormat.quote(event.kv.value)
         let quoted = "[" + command.map { GoFormat.quote($0) }.joined(separator: " ") + "]"
+        func fail(_ reason: String) -> Never {
+            emitError("command \(quoted) error (\(reason))\n")
+            Foundation.exit(CtlError.exitError)
+        }
+        // Go's exec.Command: a name without a slash is looked up in PATH
+        var path = command[0]
+        if !path.contains("/") {
+            let dirs = (environment["PATH"] ?? "").split(separator: ":", omittingEmptySubsequences: false).map { $0.isEmpty ? "." : String($0) }
+            guard let found = dirs.map({ "\($0)/\(path)" }).first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+                fail("exec: \(GoFormat.quote(path)): executable file not found in $PATH")
+            }
+            path = found
+        }
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["--"] + command
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = Array(command.dropFirst())
         process.environment = environment
-        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
-            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
+        let started: Result<Process.TerminationReason, any Error> = await withCheckedContinuation { continuation in
+            process.terminationHandler = { continuation.resume(returning: .success($0.terminationReason)) }
             do {
                 try process.run()
             } catch {
                 process.terminationHandler = nil
-                continuation.resume(throwing: error)
+                continuation.resume(returning: .failure(error))
             }
         }
-        if status != 0 {
-            emitError("command \(quoted) error (exit status \(status))\n")
-            Foundation.exit(CtlError.exitError)
+        switch started {
+        case .failure:
+            fail("fork/exec \(path): \(FileManager.default.fileExists(atPath: path) ? "permission denied" : "no such file or directory")")
+        case .success(.uncaughtSignal):
+            let name = strsignal(process.terminationStatus).map { String(cString: $0) } ?? "signal \(process.terminationStatus)"
+            fail("signal: " + name.prefix(1).lowercased() + name.dropFirst())
+        case .success:
+            if process.terminationStatus != 0 { fail("exit status \(process.terminationStatus)") }
         }
     }
 }

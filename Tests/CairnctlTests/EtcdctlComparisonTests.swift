@@ -188,6 +188,8 @@ private final class EtcdServer {
             try same(w + ["compaction", "2"])
             try same(w + ["watch", "k", "--prefix", "--rev=3", "--prev-kv"], killAfterSeconds: 1.5)
         }
+        try same(["watch", "k", "--prefix", "--rev=3", "--", "sh", "-c", "echo $ETCD_WATCH_REVISION $ETCD_WATCH_KEY; false"])
+        try same(["watch", "k", "--prefix", "--rev=3", "--", "no-such-command"])
         try same(["-w", "table", "member", "list"])
         try same(["-w", "table", "get", "k1"])
         try same(["-w", "table", "lease", "list"])
