@@ -18,12 +18,31 @@ struct Cairnctl: AsyncParsableCommand {
             MoveLeader.self,
         ])
 
-    /// etcdctl accepts global flags before the command name; ArgumentParser wants them after it,
-    /// so they are moved behind the subcommand path before parsing.
+    /// The command line is read as etcdctl reads it (CommandLineSpec.swift); what it accepts is
+    /// then bound to the command structs by ArgumentParser.
     static func main() async {
-        let arguments = GlobalOptions.movingGlobalFlagsLast(Array(CommandLine.arguments.dropFirst()))
+        let parsed: ParsedCommandLine
+        switch Result(catching: { () throws(CommandLineError) in try CommandLineParser.parse(Array(CommandLine.arguments.dropFirst()), root: CommandTable.root) }) {
+        case .success(let p): parsed = p
+        case .failure(let error): exitReporting(error)
+        }
+        let command = parsed.path.command
+        if parsed.wantsHelp || !command.runnable {
+            emit(UsageText.render(parsed.path, version: CommandTable.version, apiVersion: CommandTable.apiVersion))
+            Foundation.exit(0)
+        }
+        if parsed.path.names == ["help"] {
+            emit(helpTopic(parsed.positionals))
+            Foundation.exit(0)
+        }
+        if !["version", "snapshot restore", "snapshot status"].contains(parsed.path.names.joined(separator: " ")) {
+            exitIfShadowedByEnvironment(parsed)
+        }
+        if let flag = parsed.unimplementedFlags.first {
+            exitReporting(CtlError(exitCode: CtlError.exitBadFeature, message: "--\(flag) is not supported by \(CommandTable.programName)"))
+        }
         do {
-            var command = try parseAsRoot(arguments)
+            var command = try parseAsRoot(parsed.canonicalArguments)
             if var asyncCommand = command as? any AsyncParsableCommand {
                 try await asyncCommand.run()
             } else {
@@ -32,6 +51,32 @@ struct Cairnctl: AsyncParsableCommand {
         } catch {
             exitReporting(error)
         }
+    }
+
+    /// etcdctl refuses a global flag that is also set by its ETCDCTL_* variable, in the words of
+    /// its logger (capnslog, level critical), before it connects.
+    static func exitIfShadowedByEnvironment(_ parsed: ParsedCommandLine) {
+        for flag in CommandTable.globalFlags where parsed.values[flag.name] != nil {
+            let variable = "ETCDCTL_" + flag.name.uppercased().replacingOccurrences(of: "-", with: "_")
+            guard let value = ProcessInfo.processInfo.environment[variable], !value.isEmpty else { continue }
+            emitError(
+                "\(ClientLog.capnslogTimestamp(Date())) C | pkg/flags: conflicting environment variable \(GoFormat.quote(variable)) "
+                    + "is shadowed by corresponding command-line flag (either unset environment variable or disable flag)\n")
+            Foundation.exit(CtlError.exitError)
+        }
+    }
+
+    /// `help [command...]`: that command's usage, or cobra's complaint and the root usage.
+    static func helpTopic(_ words: [String]) -> String {
+        var path = CommandPath(chain: [CommandTable.root])
+        for word in words {
+            guard let sub = path.command.subcommand(word) else {
+                let topic = "[]string{" + words.map { GoFormat.quote($0) }.joined(separator: ", ") + "}"
+                return "Unknown help topic \(topic)\n" + UsageText.render(CommandPath(chain: [CommandTable.root]), version: CommandTable.version, apiVersion: CommandTable.apiVersion)
+            }
+            path = path.appending(sub)
+        }
+        return UsageText.render(path, version: CommandTable.version, apiVersion: CommandTable.apiVersion)
     }
 }
 
@@ -59,35 +104,6 @@ struct GlobalOptions: ParsableArguments {
         ProcessInfo.processInfo.environment[name].flatMap { $0.isEmpty ? nil : $0 }
     }
 
-    static let valueFlags: Set<String> = ["-w", "--write-out", "--endpoints", "--dial-timeout", "--command-timeout"]
-    static let booleanFlags: Set<String> = ["--hex", "--debug"]
-
-    /// Moves global flags that precede the command name to the end (before any `--`).
-    static func movingGlobalFlagsLast(_ args: [String]) -> [String] {
-        var globals: [String] = []
-        var i = 0
-        while i < args.count {
-            let a = args[i]
-            let name = String(a.split(separator: "=", maxSplits: 1).first ?? "")
-            if booleanFlags.contains(name) || (valueFlags.contains(name) && a.contains("=")) {
-                globals.append(a)
-                i += 1
-            } else if valueFlags.contains(a), i + 1 < args.count {
-                globals += [a, args[i + 1]]
-                i += 2
-            } else {
-                break
-            }
-        }
-        var rest = Array(args[i...])
-        if let dashes = rest.firstIndex(of: "--") {
-            rest.insert(contentsOf: globals, at: dashes)
-        } else {
-            rest += globals
-        }
-        return rest
-    }
-
     func durationOrExit(_ text: String, flag: String) throws(CtlError) -> Duration {
         guard let d = GoFormat.parseDuration(text) else {
             throw CtlError.badArgs("invalid argument \"\(text)\" for \"--\(flag)\" flag: time: invalid duration \"\(text)\"")
@@ -97,7 +113,7 @@ struct GlobalOptions: ParsableArguments {
 
     func format() throws(CtlError) -> OutputFormat {
         guard let f = OutputFormat(rawValue: self.writeOut) else {
-            throw CtlError(exitCode: CtlError.exitBadFeature, message: "unknown output format \"\(self.writeOut)\"")
+            throw CtlError(exitCode: CtlError.exitBadFeature, message: "unsupported output format")
         }
         return f
     }
@@ -123,6 +139,21 @@ struct CommandContext: Sendable {
         var logger = Logger(label: "cairnctl", factory: { StreamLogHandler.standardError(label: $0) })
         logger.logLevel = global.debug ? .debug : .critical
         self.logger = logger
+    }
+
+    /// A unary call with `commandTimeout`, on `client` (default: a client over all endpoints,
+    /// `endpoint` naming the one it dials first). A failure is logged as clientv3 logs it (see
+    /// `ClientLog`) and rethrown.
+    func call<Req, Resp>(_ method: UnaryMethod<Req, Resp>, _ request: Req, on client: EtcdClient? = nil, endpoint: String? = nil) async throws -> Resp {
+        let target = ClientLog.target(endpoint ?? self.endpoints.first ?? "")
+        do {
+            return try await (client ?? self.client()).call(method, request, timeout: self.commandTimeout)
+        } catch let e as CtlError {
+            throw e
+        } catch {
+            emitError(ClientLog.unaryFailure(target: target, attempt: 0, error: error))
+            throw error
+        }
     }
 
     /// A client over all endpoints (the first reachable one is used).
@@ -181,9 +212,22 @@ func grpcCodeName(_ code: GRPCStatusCode) -> String {
     return names.indices.contains(code.rawValue) ? names[code.rawValue] : "Code(\(code.rawValue))"
 }
 
-/// Prints `Error: …` as etcdctl does and exits with its code; ArgumentParser's own errors
-/// (unknown flags, help) keep ArgumentParser's text and codes.
+/// Prints `Error: …` as etcdctl does and exits with its code. Command line errors are reported
+/// as cobra reports them (with the usage text for flag errors) and then once more by etcdctl's
+/// main, exiting 1. ArgumentParser's own errors (only for a command line this layer accepted and
+/// a command struct did not) keep ArgumentParser's text and codes.
 func exitReporting(_ error: any Error) -> Never {
+    if let e = error as? CommandLineError {
+        switch e {
+        case .flag(let message, let path):
+            emitError("Error: \(message)\n")
+            emit(UsageText.render(path, version: CommandTable.version, apiVersion: CommandTable.apiVersion))
+            emitError("\nError: \(message)\n")
+        case .unknownCommand(let message):
+            emitError("Error: \(message)\nRun '\(CommandTable.programName) --help' for usage.\nError: \(message)\n")
+        }
+        exit(CtlError.exitError)
+    }
     if let e = error as? CtlError {
         emitError("Error: \(e.message)\n")
         exit(e.exitCode)
@@ -206,11 +250,70 @@ func wrapping<T>(_ exitCode: Int32 = CtlError.exitError, _ wrap: (String) -> Str
     }
 }
 
-struct Version: CtlCommand {
+struct Version: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Prints the version of cairnctl")
     @OptionGroup var global: GlobalOptions
 
-    static let text = "cairnctl version: 0.1.0 (etcdctl 3.4 compatible)\nAPI version: 3.4\n"
+    static let text = "\(CommandTable.programName) version: \(CommandTable.version)\nAPI version: \(CommandTable.apiVersion)\n"
 
-    func execute(_ context: CommandContext) async throws { emit(Self.text) }
+    /// Like etcdctl's, whatever the global flags say (no client, no output format).
+    func run() async throws { emit(Self.text) }
+}
+
+/// The log line etcdctl's client library (clientv3 with zap, level warn, JSON on stderr) writes when
+/// a unary call fails, written the same way so that tools reading etcdctl's stderr see the same
+/// lines: `{"level":"warn","ts":…,"caller":…,"msg":"retrying of unary invoker failed",
+/// "target":"endpoint://client-<uuid>/<host:port>","attempt":0,"error":"rpc error: …"}`.
+/// The caller field names the Go source line etcdctl logs from, as a fixed part of the format.
+enum ClientLog {
+    /// clientv3's resolver group ID: one per process.
+    static let clientID = "client-" + UUID().uuidString.lowercased()
+
+    /// The gRPC target clientv3 dials: its resolver scheme, the group ID and the first endpoint's host:port.
+    static func target(_ endpoint: String) -> String {
+        let host = endpoint.range(of: "://").map { String(endpoint[$0.upperBound...]) } ?? endpoint
+        return "endpoint://\(clientID)/\(host)"
+    }
+
+    static func unaryFailure(target: String, attempt: Int, error: any Error, now: Date = Date()) -> String {
+        let text: String
+        if let status = error as? GRPCStatus {
+            text = "rpc error: code = \(grpcCodeName(status.code)) desc = \(status.message)"
+        } else {
+            text = describe(error)
+        }
+        return "{\"level\":\"warn\",\"ts\":\(zapString(timestamp(now))),\"caller\":\"clientv3/retry_interceptor.go:62\","
+            + "\"msg\":\"retrying of unary invoker failed\",\"target\":\(zapString(target)),\"attempt\":\(attempt),\"error\":\(zapString(text))}\n"
+    }
+
+    static func localTime(_ date: Date) -> (tm, Double) {
+        let seconds = date.timeIntervalSince1970
+        var t = time_t(seconds.rounded(.down))
+        var parts = tm()
+        localtime_r(&t, &parts)
+        return (parts, seconds - seconds.rounded(.down))
+    }
+
+    /// capnslog's time: `2006-01-02 15:04:05.000000`, local.
+    static func capnslogTimestamp(_ date: Date) -> String {
+        let (parts, fraction) = localTime(date)
+        return String(
+            format: "%04d-%02d-%02d %02d:%02d:%02d.%06d", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1, Int(parts.tm_mday),
+            Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec), Int(fraction * 1_000_000))
+    }
+
+    /// zap's ISO 8601 time: local time with milliseconds and the zone offset (`Z` for UTC).
+    static func timestamp(_ date: Date) -> String {
+        let (parts, fraction) = localTime(date)
+        let millis = Int(fraction * 1000)
+        let offsetMinutes = parts.tm_gmtoff / 60
+        let zone = offsetMinutes == 0
+            ? "Z" : (offsetMinutes < 0 ? "-" : "+") + String(format: "%02d%02d", abs(offsetMinutes) / 60, abs(offsetMinutes) % 60)
+        return String(
+            format: "%04d-%02d-%02dT%02d:%02d:%02d.%03d", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1, Int(parts.tm_mday),
+            Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec), millis) + zone
+    }
+
+    /// A JSON string as zap's encoder writes it (not HTML-safe).
+    static func zapString(_ s: String) -> String { GoJSON.string(s, htmlSafe: false) }
 }

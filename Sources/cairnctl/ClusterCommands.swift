@@ -40,7 +40,7 @@ struct MemberCommand: AsyncParsableCommand {
     static func change<Req, Resp: MemberChangeResponse>(
         _ context: CommandContext, _ method: UnaryMethod<Req, Resp>, _ request: Req, id: UInt64, verb: String
     ) async throws {
-        let r = try await wrapping { try await context.client().call(method, request, timeout: context.commandTimeout) }
+        let r = try await wrapping { try await context.call(method, request) }
         emit(try context.printer.memberChange(verb: verb, id: id, hasHeader: r.hasHeader, header: r.header, member: nil, members: r.members))
     }
 
@@ -57,7 +57,7 @@ struct MemberCommand: AsyncParsableCommand {
             var request = Etcdserverpb_MemberAddRequest()
             request.peerUrls = try cairnctl.peerURLs(self.peerURLs)
             request.isLearner = self.learner
-            let r = try await wrapping { try await context.client().call(EtcdMethods.memberAdd, request, timeout: context.commandTimeout) }
+            let r = try await wrapping { try await context.call(EtcdMethods.memberAdd, request) }
             emit(try context.printer.memberChange(
                 verb: "added", id: r.member.id, isLearner: r.member.isLearner, hasHeader: r.hasHeader, header: r.header,
                 member: r.hasMember ? r.member : nil, members: r.members))
@@ -115,7 +115,7 @@ struct MemberCommand: AsyncParsableCommand {
         @OptionGroup var global: GlobalOptions
 
         func execute(_ context: CommandContext) async throws {
-            let r = try await wrapping { try await context.client().call(EtcdMethods.memberList, Etcdserverpb_MemberListRequest(), timeout: context.commandTimeout) }
+            let r = try await wrapping { try await context.call(EtcdMethods.memberList, Etcdserverpb_MemberListRequest()) }
             emit(try context.printer.memberList(r))
         }
     }
@@ -124,7 +124,7 @@ struct MemberCommand: AsyncParsableCommand {
 /// The endpoints a per-endpoint command talks to: the flag's, or with `--cluster` every member's client URLs.
 func targetEndpoints(_ context: CommandContext, cluster: Bool) async throws -> [String] {
     guard cluster else { return context.endpoints }
-    let r = try await wrapping { try await context.client().call(EtcdMethods.memberList, Etcdserverpb_MemberListRequest(), timeout: context.commandTimeout) }
+    let r = try await wrapping { try await context.call(EtcdMethods.memberList, Etcdserverpb_MemberListRequest()) }
     return r.members.flatMap(\.clientUrls)
 }
 
@@ -159,10 +159,10 @@ struct EndpointCommand: AsyncParsableCommand {
                 var get = Etcdserverpb_RangeRequest()
                 get.key = Data("health".utf8)
                 do {
-                    _ = try await client.call(EtcdMethods.range, get, timeout: context.commandTimeout)
+                    _ = try await context.call(EtcdMethods.range, get, on: client, endpoint: endpoint)
                 } catch let s as GRPCStatus where s.message == "etcdserver: permission denied" {}
                 let took = clock.now - start
-                let alarms = try? await client.call(EtcdMethods.alarm, Etcdserverpb_AlarmRequest(), timeout: context.commandTimeout)
+                let alarms = try? await context.call(EtcdMethods.alarm, Etcdserverpb_AlarmRequest(), on: client, endpoint: endpoint)
                 if let alarms, !alarms.alarms.isEmpty {
                     let names = alarms.alarms.map { "\($0.alarm)".uppercased() }.joined(separator: ", ")
                     return .init(endpoint: endpoint, healthy: false, took: took, error: "Active Alarm(s): \(names)")
@@ -184,7 +184,7 @@ struct EndpointCommand: AsyncParsableCommand {
             for endpoint in try await targetEndpoints(context, cluster: self.cluster) {
                 do {
                     let client = try context.client(endpoints: [endpoint])
-                    statuses.append((endpoint, try await client.call(EtcdMethods.status, Etcdserverpb_StatusRequest(), timeout: context.commandTimeout)))
+                    statuses.append((endpoint, try await context.call(EtcdMethods.status, Etcdserverpb_StatusRequest(), on: client, endpoint: endpoint)))
                     await client.close()
                 } catch {
                     emitError("Failed to get the status of endpoint \(endpoint) (\(describe(error)))\n")
@@ -204,20 +204,20 @@ struct AlarmCommand: AsyncParsableCommand {
         request.action = action
         if action == .deactivate {
             // Disarming deactivates every alarm the cluster reports.
-            let list = try await wrapping { try await context.client().call(EtcdMethods.alarm, Etcdserverpb_AlarmRequest(), timeout: context.commandTimeout) }
+            let list = try await wrapping { try await context.call(EtcdMethods.alarm, Etcdserverpb_AlarmRequest()) }
             var merged = Etcdserverpb_AlarmResponse()
             merged.header = list.header
             for alarm in list.alarms {
                 request.memberID = alarm.memberID
                 request.alarm = alarm.alarm
-                let r = try await wrapping { try await context.client().call(EtcdMethods.alarm, request, timeout: context.commandTimeout) }
+                let r = try await wrapping { try await context.call(EtcdMethods.alarm, request) }
                 merged.header = r.header
                 merged.alarms += r.alarms
             }
             emit(try context.printer.alarms(merged))
             return
         }
-        let r = try await wrapping { try await context.client().call(EtcdMethods.alarm, request, timeout: context.commandTimeout) }
+        let r = try await wrapping { try await context.call(EtcdMethods.alarm, request) }
         emit(try context.printer.alarms(r))
     }
 
@@ -244,7 +244,7 @@ struct Defrag: CtlCommand {
         for endpoint in try await targetEndpoints(context, cluster: self.cluster) {
             do {
                 let client = try context.client(endpoints: [endpoint])
-                _ = try await client.call(EtcdMethods.defragment, Etcdserverpb_DefragmentRequest(), timeout: context.commandTimeout)
+                _ = try await context.call(EtcdMethods.defragment, Etcdserverpb_DefragmentRequest(), on: client, endpoint: endpoint)
                 await client.close()
                 emit("Finished defragmenting etcd member[\(endpoint)]\n")
             } catch {
@@ -270,7 +270,7 @@ struct MoveLeader: CtlCommand {
         var leader: (endpoint: String, id: UInt64)?
         for endpoint in context.endpoints {
             let client = try context.client(endpoints: [endpoint])
-            let s = try await wrapping { try await client.call(EtcdMethods.status, Etcdserverpb_StatusRequest(), timeout: context.commandTimeout) }
+            let s = try await wrapping { try await context.call(EtcdMethods.status, Etcdserverpb_StatusRequest(), on: client, endpoint: endpoint) }
             await client.close()
             if s.header.memberID == s.leader {
                 leader = (endpoint, s.leader)
@@ -283,7 +283,7 @@ struct MoveLeader: CtlCommand {
         var request = Etcdserverpb_MoveLeaderRequest()
         request.targetID = target
         let client = try context.client(endpoints: [leader.endpoint])
-        _ = try await wrapping { try await client.call(EtcdMethods.moveLeader, request, timeout: context.commandTimeout) }
+        _ = try await wrapping { try await context.call(EtcdMethods.moveLeader, request, on: client, endpoint: leader.endpoint) }
         emit("Leader \(String(leader.id, radix: 16)) transferred to \(String(target, radix: 16))\n")
     }
 }

@@ -20,7 +20,10 @@ enum GoJSON {
     static func array(_ items: [String]) -> String { "[" + items.joined(separator: ",") + "]" }
 
     /// A JSON string: `"`, `\`, control characters, `<`, `>`, `&`, U+2028 and U+2029 escaped.
-    static func string(_ s: String) -> String {
+    /// Without `htmlSafe` the last five stay as they are, as zap's encoder writes strings.
+    static func string(_ s: String) -> String { string(s, htmlSafe: true) }
+
+    static func string(_ s: String, htmlSafe: Bool) -> String {
         var out = "\""
         for scalar in s.unicodeScalars {
             switch scalar {
@@ -30,7 +33,11 @@ enum GoJSON {
             case "\r": out += "\\r"
             case "\t": out += "\\t"
             case "<", ">", "&", "\u{2028}", "\u{2029}":
-                out += String(format: "\\u%04x", scalar.value)
+                if htmlSafe {
+                    out += String(format: "\\u%04x", scalar.value)
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
             default:
                 if scalar.value < 0x20 {
                     out += String(format: "\\u%04x", scalar.value)
@@ -117,6 +124,43 @@ enum GoFormat {
         return (scalar, length)
     }
 
+    /// Go's `strconv.ParseInt(s, 0, 64)` (sign, then a 0x / 0o / 0b / 0 base prefix or decimal):
+    /// the value, or the error text it gives.
+    static func parseGoInt64(_ s: String) -> Result<Int64, GoParseError> {
+        var digits = Substring(s)
+        var negative = false
+        if let sign = digits.first, sign == "+" || sign == "-" {
+            negative = sign == "-"
+            digits = digits.dropFirst()
+        }
+        var radix = 10
+        let lower = digits.lowercased()
+        if lower.hasPrefix("0x") || lower.hasPrefix("0o") || lower.hasPrefix("0b") {
+            radix = lower.hasPrefix("0x") ? 16 : lower.hasPrefix("0o") ? 8 : 2
+            digits = digits.dropFirst(2)
+        } else if digits.count > 1, digits.first == "0" {
+            radix = 8
+            digits = digits.dropFirst()
+        }
+        let syntax = GoParseError(text: "strconv.ParseInt: parsing \(quote(s)): invalid syntax")
+        guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isHexDigit }) else { return .failure(syntax) }
+        guard let magnitude = UInt64(digits, radix: radix) else {
+            // all digits valid for the radix but too many of them: out of range; else syntax
+            return digits.allSatisfy({ Int(String($0), radix: radix) != nil })
+                ? .failure(GoParseError(text: "strconv.ParseInt: parsing \(quote(s)): value out of range")) : .failure(syntax)
+        }
+        if negative {
+            guard magnitude <= UInt64(Int64.max) + 1 else {
+                return .failure(GoParseError(text: "strconv.ParseInt: parsing \(quote(s)): value out of range"))
+            }
+            return .success(magnitude == UInt64(Int64.max) + 1 ? Int64.min : -Int64(magnitude))
+        }
+        guard magnitude <= UInt64(Int64.max) else {
+            return .failure(GoParseError(text: "strconv.ParseInt: parsing \(quote(s)): value out of range"))
+        }
+        return .success(Int64(magnitude))
+    }
+
     /// etcdctl's `--hex` form of bytes: `\x6b\x31`.
     static func hexEscaped(_ bytes: some Sequence<UInt8>) -> String {
         bytes.map { String(format: "\\x%02x", $0) }.joined()
@@ -177,21 +221,38 @@ enum GoFormat {
     }
 
     /// Parses Go durations such as `2s`, `500ms`, `1m30s`, `1.5h`; nil when malformed.
-    static func parseDuration(_ text: String) -> Duration? {
-        if text == "0" { return .zero }
-        var total: Double = 0
+    static func parseDuration(_ text: String) -> Duration? { try? parseGoDuration(text).get() }
+
+    /// Go's `time.ParseDuration`: an optional sign, then numbers (with fractions) each followed by
+    /// a unit (ns, us, µs, ms, s, m, h); the error texts are Go's.
+    static func parseGoDuration(_ text: String) -> Result<Duration, GoParseError> {
+        let invalid = GoParseError(text: "time: invalid duration \(quote(text))")
         var rest = Substring(text)
-        guard !rest.isEmpty else { return nil }
-        let units: [(String, Double)] = [("ns", 1e-9), ("us", 1e-6), ("µs", 1e-6), ("ms", 1e-3), ("s", 1), ("m", 60), ("h", 3600)]
+        var negative = false
+        if let sign = rest.first, sign == "-" || sign == "+" {
+            negative = sign == "-"
+            rest = rest.dropFirst()
+        }
+        if rest == "0" { return .success(.zero) }
+        guard !rest.isEmpty else { return .failure(invalid) }
+        let units: [String: Double] = ["ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600]
+        var total: Double = 0
         while !rest.isEmpty {
-            let number = rest.prefix { $0.isNumber || $0 == "." }
-            guard !number.isEmpty, let value = Double(number) else { return nil }
+            let number = rest.prefix { $0.isASCII && ($0.isNumber || $0 == ".") }
+            guard !number.isEmpty, number != ".", let value = Double(number.hasPrefix(".") ? "0" + number : number) else {
+                return .failure(invalid)
+            }
             rest = rest.dropFirst(number.count)
-            guard let (unit, scale) = units.filter({ rest.hasPrefix($0.0) }).max(by: { $0.0.count < $1.0.count }) else { return nil }
+            let unit = rest.prefix { !($0.isASCII && ($0.isNumber || $0 == ".")) }
+            guard !unit.isEmpty else { return .failure(GoParseError(text: "time: missing unit in duration \(quote(text))")) }
+            guard let scale = units[String(unit)] else {
+                return .failure(GoParseError(text: "time: unknown unit \(quote(String(unit))) in duration \(quote(text))"))
+            }
             rest = rest.dropFirst(unit.count)
             total += value * scale
         }
-        return .nanoseconds(Int64(total * 1e9))
+        guard total * 1e9 < 9.2e18 else { return .failure(invalid) }
+        return .success(.nanoseconds(Int64((negative ? -total : total) * 1e9)))
     }
 }
 
@@ -217,4 +278,9 @@ enum Table {
         }
         return out + line + "\n"
     }
+}
+
+/// A parse error of Go's strconv, with its text.
+struct GoParseError: Error, Equatable {
+    let text: String
 }

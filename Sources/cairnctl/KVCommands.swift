@@ -50,15 +50,17 @@ struct Put: CtlCommand {
     @Flag(name: .customLong("ignore-value"), help: "updates the key using its current value") var ignoreValue = false
     @Flag(name: .customLong("ignore-lease"), help: "updates the key using its current lease") var ignoreLease = false
 
-    func request() throws(CtlError) -> Etcdserverpb_PutRequest {
+    /// `readingStdin`: a missing value is the first line of standard input (not inside `txn`,
+    /// whose input etcdctl has already consumed).
+    func request(readingStdin: Bool = true) throws(CtlError) -> Etcdserverpb_PutRequest {
         guard !self.args.isEmpty else { throw CtlError.badArgs("put command needs 1 argument and input from stdin or 2 arguments") }
         var r = Etcdserverpb_PutRequest()
         r.key = Data(self.args[0].utf8)
         if self.ignoreValue {
             if self.args.count > 1 { throw CtlError.badArgs("put command needs only 1 argument when 'ignore-value' is set") }
-        } else if self.args.count == 2 {
+        } else if self.args.count >= 2 {
             r.value = Data(self.args[1].utf8)
-        } else if self.args.count == 1, let line = readLine(strippingNewline: true) {
+        } else if readingStdin, let line = readLine(strippingNewline: true) {
             r.value = Data(line.utf8)
         } else {
             throw CtlError.badArgs("put command needs 1 argument and input from stdin or 2 arguments")
@@ -76,7 +78,7 @@ struct Put: CtlCommand {
 
     func execute(_ context: CommandContext) async throws {
         let request = try self.request()
-        let response = try await wrapping { try await context.client().call(EtcdMethods.put, request, timeout: context.commandTimeout) }
+        let response = try await wrapping { try await context.call(EtcdMethods.put, request) }
         emit(try context.printer.put(response))
     }
 }
@@ -93,7 +95,6 @@ struct Get: CtlCommand {
     @Flag(name: .customLong("from-key"), help: "Get keys that are greater than or equal to the given key using byte compare") var fromKey = false
     @Option(help: "Specify the kv revision") var rev: Int64 = 0
     @Flag(name: .customLong("keys-only"), help: "Get only the keys") var keysOnly = false
-    @Flag(name: .customLong("count-only"), help: "Get only the count (etcdctl 3.5; needs -w fields)") var countOnly = false
     @Flag(name: .customLong("print-value-only"), help: "Only write values when using the \"simple\" output format") var printValueOnly = false
 
     func request(format: OutputFormat) throws(CtlError) -> Etcdserverpb_RangeRequest {
@@ -112,20 +113,16 @@ struct Get: CtlCommand {
         if self.printValueOnly && format != .simple {
             throw CtlError.badArgs("print-value-only is only for `--write-out=simple`")
         }
-        if self.countOnly && format != .fields {
-            throw CtlError.badArgs("--count-only is only for `--write-out=fields`")
-        }
         var r = Etcdserverpb_RangeRequest()
         (r.key, r.rangeEnd) = KeyRange.resolve(key: self.args[0], end: self.args.count > 1 ? self.args[1] : nil, prefix: self.prefix, fromKey: self.fromKey)
         switch self.consistency {
         case "l": break
         case "s": r.serializable = true
-        default: throw CtlError.badArgs("unknown consistency flag \(GoFormat.quote(self.consistency))")
+        default: throw CtlError(exitCode: CtlError.exitBadFeature, message: "unknown consistency flag \(GoFormat.quote(self.consistency))")
         }
         r.limit = self.limit
         r.revision = self.rev
         r.keysOnly = self.keysOnly
-        r.countOnly = self.countOnly
         var order = Etcdserverpb_RangeRequest.SortOrder.none
         switch self.order.uppercased() {
         case "ASCEND": order = .ascend
@@ -155,7 +152,7 @@ struct Get: CtlCommand {
         var printer = context.printer
         let request = try self.request(format: printer.format)
         printer.valueOnly = self.printValueOnly
-        let response = try await wrapping { try await context.client().call(EtcdMethods.range, request, timeout: context.commandTimeout) }
+        let response = try await wrapping { try await context.call(EtcdMethods.range, request) }
         emit(try printer.range(response))
     }
 }
@@ -183,7 +180,7 @@ struct Del: CtlCommand {
 
     func execute(_ context: CommandContext) async throws {
         let request = try self.request()
-        let response = try await wrapping { try await context.client().call(EtcdMethods.deleteRange, request, timeout: context.commandTimeout) }
+        let response = try await wrapping { try await context.call(EtcdMethods.deleteRange, request) }
         emit(try context.printer.delete(response))
     }
 }
@@ -202,8 +199,8 @@ struct Compaction: CtlCommand {
         var request = Etcdserverpb_CompactionRequest()
         request.revision = rev
         request.physical = self.physical
-        let response = try await wrapping { try await context.client().call(EtcdMethods.compact, request, timeout: context.commandTimeout) }
-        emit(try context.printer.compaction(revision: rev, response))
+        let response = try await wrapping { try await context.call(EtcdMethods.compact, request) }
+        emit(context.printer.compaction(revision: rev, response))
     }
 }
 
@@ -214,14 +211,36 @@ struct Watch: CtlCommand {
     @Flag(help: "Watch on a prefix if prefix is set") var prefix = false
     @Option(help: "Revision to start watching") var rev: Int64 = 0
     @Flag(name: .customLong("prev-kv"), help: "get the previous key-value pair before the event happens") var prevKV = false
+    /// Set by the command line layer when `--` was given: the arguments after it are a command.
+    @Option(name: .customLong("args-len-at-dash"), help: .hidden) var argsLenAtDash: Int?
 
-    func request() throws(CtlError) -> Etcdserverpb_WatchRequest {
-        guard (1...2).contains(self.args.count) else { throw CtlError.badArgs("bad number of arguments") }
-        if self.prefix && self.args.count > 1 {
+    static let badArgs = "bad number of arguments"
+
+    /// The key, range end and command of `watch [key [range_end]] [-- command args...]`, with
+    /// `ETCDCTL_WATCH_KEY` / `ETCDCTL_WATCH_RANGE_END` standing in for the key arguments.
+    func target(environment: [String: String] = ProcessInfo.processInfo.environment) throws(CtlError) -> (key: String, end: String?, command: [String]) {
+        var keyArgs = self.args
+        var command: [String] = []
+        if let n = self.argsLenAtDash {
+            keyArgs = Array(self.args[..<min(n, self.args.count)])
+            command = Array(self.args[min(n, self.args.count)...])
+            if command.isEmpty { throw CtlError.badArgs("\(Self.badArgs) (found separator --, but no commands)") }
+        }
+        let envKey = environment["ETCDCTL_WATCH_KEY"].flatMap { $0.isEmpty ? nil : $0 }
+        if let envKey {
+            if !keyArgs.isEmpty { throw CtlError.badArgs("\(Self.badArgs) (found conflicting environment key)") }
+            keyArgs = [envKey] + (environment["ETCDCTL_WATCH_RANGE_END"].flatMap { $0.isEmpty ? nil : [$0] } ?? [])
+        }
+        guard (1...2).contains(keyArgs.count) else { throw CtlError.badArgs(Self.badArgs) }
+        if self.prefix && keyArgs.count > 1 {
             throw CtlError.badArgs("`range_end` and `--prefix` are mutually exclusive")
         }
+        return (keyArgs[0], keyArgs.count > 1 ? keyArgs[1] : nil, command)
+    }
+
+    func request(key: String, end: String?) -> Etcdserverpb_WatchRequest {
         var create = Etcdserverpb_WatchCreateRequest()
-        (create.key, create.rangeEnd) = KeyRange.resolve(key: self.args[0], end: self.args.count > 1 ? self.args[1] : nil, prefix: self.prefix, fromKey: false)
+        (create.key, create.rangeEnd) = KeyRange.resolve(key: key, end: end, prefix: self.prefix, fromKey: false)
         create.startRevision = self.rev
         create.prevKv = self.prevKV
         var r = Etcdserverpb_WatchRequest()
@@ -230,7 +249,8 @@ struct Watch: CtlCommand {
     }
 
     func execute(_ context: CommandContext) async throws {
-        let request = try self.request()
+        let (key, end, command) = try self.target()
+        let request = self.request(key: key, end: end)
         let call = try await wrapping { try await context.client().bidiStream(EtcdMethods.watch) }
         try await wrapping { try await call.send(request) }
         do {
@@ -241,6 +261,9 @@ struct Watch: CtlCommand {
                     emitError("watch was canceled (\(reason))\n")
                 }
                 emit(try context.printer.watch(response))
+                if !command.isEmpty {
+                    for event in response.events { await Self.run(command, for: event, revision: response.header.revision) }
+                }
                 if response.canceled { break }
             }
         } catch let e as CtlError {
@@ -250,5 +273,51 @@ struct Watch: CtlCommand {
         }
         call.cancel()
         throw CtlError(exitCode: CtlError.exitInterrupted, message: "watch is canceled by the server")
+    }
+
+    /// Runs `command` for one event, as etcdctl does: with the event in ETCD_WATCH_* variables
+    /// (Go-quoted), sharing stdout and stderr; a failure ends the watch with exit status 1.
+    static func run(_ command: [String], for event: Mvccpb_Event, revision: Int64) async {
+        var environment = ProcessInfo.processInfo.environment
+        environment["ETCD_WATCH_REVISION"] = "\(revision)"
+        environment["ETCD_WATCH_EVENT_TYPE"] = GoFormat.quote(event.type == .delete ? "DELETE" : "PUT")
+        environment["ETCD_WATCH_KEY"] = GoFormat.quote(event.kv.key)
+        environment["ETCD_WATCH_VALUE"] = GoFormat.quote(event.kv.value)
+        let quoted = "[" + command.map { GoFormat.quote($0) }.joined(separator: " ") + "]"
+        func fail(_ reason: String) -> Never {
+            emitError("command \(quoted) error (\(reason))\n")
+            Foundation.exit(CtlError.exitError)
+        }
+        // Go's exec.Command: a name without a slash is looked up in PATH
+        var path = command[0]
+        if !path.contains("/") {
+            let dirs = (environment["PATH"] ?? "").split(separator: ":", omittingEmptySubsequences: false).map { $0.isEmpty ? "." : String($0) }
+            guard let found = dirs.map({ "\($0)/\(path)" }).first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+                fail("exec: \(GoFormat.quote(path)): executable file not found in $PATH")
+            }
+            path = found
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = Array(command.dropFirst())
+        process.environment = environment
+        let started: Result<Process.TerminationReason, any Error> = await withCheckedContinuation { continuation in
+            process.terminationHandler = { continuation.resume(returning: .success($0.terminationReason)) }
+            do {
+                try process.run()
+            } catch {
+                process.terminationHandler = nil
+                continuation.resume(returning: .failure(error))
+            }
+        }
+        switch started {
+        case .failure:
+            fail("fork/exec \(path): \(FileManager.default.fileExists(atPath: path) ? "permission denied" : "no such file or directory")")
+        case .success(.uncaughtSignal):
+            let name = strsignal(process.terminationStatus).map { String(cString: $0) } ?? "signal \(process.terminationStatus)"
+            fail("signal: " + name.prefix(1).lowercased() + name.dropFirst())
+        case .success:
+            if process.terminationStatus != 0 { fail("exit status \(process.terminationStatus)") }
+        }
     }
 }

@@ -27,7 +27,7 @@ struct LeaseCommand: AsyncParsableCommand {
             var request = Etcdserverpb_LeaseGrantRequest()
             request.ttl = ttl
             let response = try await wrapping(CtlError.exitError, { "failed to grant lease (\($0))" }) {
-                try await context.client().call(EtcdMethods.leaseGrant, request, timeout: context.commandTimeout)
+                try await context.call(EtcdMethods.leaseGrant, request)
             }
             emit(try context.printer.leaseGrant(response))
         }
@@ -42,7 +42,7 @@ struct LeaseCommand: AsyncParsableCommand {
             var request = Etcdserverpb_LeaseRevokeRequest()
             request.id = try LeaseCommand.leaseArgument(self.args, command: "revoke")
             let response = try await wrapping(CtlError.exitError, { "failed to revoke lease (\($0))" }) {
-                try await context.client().call(EtcdMethods.leaseRevoke, request, timeout: context.commandTimeout)
+                try await context.call(EtcdMethods.leaseRevoke, request)
             }
             emit(try context.printer.leaseRevoke(id: request.id, response))
         }
@@ -59,7 +59,7 @@ struct LeaseCommand: AsyncParsableCommand {
             request.id = try LeaseCommand.leaseArgument(self.args, command: "timetolive")
             request.keys = self.keys
             let response = try await wrapping(CtlError.exitBadConnection) {
-                try await context.client().call(EtcdMethods.leaseTimeToLive, request, timeout: context.commandTimeout)
+                try await context.call(EtcdMethods.leaseTimeToLive, request)
             }
             emit(try context.printer.leaseTimeToLive(response, keysRequested: self.keys))
         }
@@ -71,7 +71,7 @@ struct LeaseCommand: AsyncParsableCommand {
 
         func execute(_ context: CommandContext) async throws {
             let response = try await wrapping(CtlError.exitBadConnection, { "failed to list leases (\($0))" }) {
-                try await context.client().call(EtcdMethods.leaseLeases, Etcdserverpb_LeaseLeasesRequest(), timeout: context.commandTimeout)
+                try await context.call(EtcdMethods.leaseLeases, Etcdserverpb_LeaseLeasesRequest())
             }
             emit(try context.printer.leaseList(response))
         }

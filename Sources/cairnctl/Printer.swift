@@ -174,13 +174,9 @@ struct Printer: Sendable {
         ])
     }
 
-    func compaction(revision: Int64, _ r: Etcdserverpb_CompactionResponse) throws(CtlError) -> String {
-        switch self.format {
-        case .simple: return "compacted revision \(revision)\n"
-        case .json: return GoJSON.object([("header", Self.header(r.hasHeader, r.header))]) + "\n"
-        case .fields: return Self.headerFields(r.header)
-        default: throw .unsupported(self.format)
-        }
+    /// etcdctl 3.4 prints this line itself, whatever the output format.
+    func compaction(revision: Int64, _ r: Etcdserverpb_CompactionResponse) -> String {
+        "compacted revision \(revision)\n"
     }
 
     // MARK: Watch
@@ -369,16 +365,16 @@ struct Printer: Sendable {
 
     func health(_ hs: [Health]) throws(CtlError) -> (stdout: String, stderr: String) {
         switch self.format {
-        case .simple:
-            var out = "", err = ""
+        case .simple:  // etcdctl 3.4 prints both on stderr
+            var err = ""
             for h in hs {
                 if h.error.isEmpty {
-                    out += "\(h.endpoint) is healthy: successfully committed proposal: took = \(GoFormat.duration(h.took))\n"
+                    err += "\(h.endpoint) is healthy: successfully committed proposal: took = \(GoFormat.duration(h.took))\n"
                 } else {
                     err += "\(h.endpoint) is unhealthy: failed to commit proposal: \(h.error)\n"
                 }
             }
-            return (out, err)
+            return ("", err)
         case .json:
             let items = hs.map {
                 GoJSON.object([

@@ -11,60 +11,66 @@ struct Txn: CtlCommand {
     func execute(_ context: CommandContext) async throws {
         var lines = StdinLines()
         if self.interactive { emit("compares:\n") }
-        let compares = try TxnParser.section(&lines).map { (l: String) throws(CtlError) in try TxnParser.compare(l) }
+        let compares = try TxnParser.section(&lines, TxnParser.compare)
         if self.interactive { emit("success requests (get, put, del):\n") }
-        let success = try TxnParser.section(&lines).map { (l: String) throws(CtlError) in try TxnParser.op(l) }
+        let success = try TxnParser.section(&lines, TxnParser.op)
         if self.interactive { emit("failure requests (get, put, del):\n") }
-        let failure = try TxnParser.section(&lines).map { (l: String) throws(CtlError) in try TxnParser.op(l) }
+        let failure = try TxnParser.section(&lines, TxnParser.op)
         var request = Etcdserverpb_TxnRequest()
         request.compare = compares
         request.success = success
         request.failure = failure
-        let response = try await wrapping { try await context.client().call(EtcdMethods.txn, request, timeout: context.commandTimeout) }
+        let response = try await wrapping { try await context.call(EtcdMethods.txn, request) }
         emit(try context.printer.txn(response))
     }
 }
 
-/// Lines of standard input.
+/// Lines of standard input. Like etcdctl (bufio's ReadString), a line that is not ended by a
+/// newline, or no line at all, is the input error "EOF".
 struct StdinLines {
-    mutating func next() -> String? { readLine(strippingNewline: true) }
+    mutating func next() throws(CtlError) -> String {
+        guard let line = readLine(strippingNewline: false), line.hasSuffix("\n") else {
+            throw CtlError(exitCode: CtlError.exitInvalidInput, message: "EOF")
+        }
+        return String(line.dropLast())
+    }
 }
 
 /// etcdctl's txn input: compare lines, a blank line, success ops, a blank line, failure ops.
 enum TxnParser {
-    /// Lines up to a blank line or end of input.
-    static func section(_ lines: inout StdinLines) -> [String] {
-        var out: [String] = []
-        while let line = lines.next() {
-            let trimmed = line.trimmingCharacters(in: .whitespaces)
-            if trimmed.isEmpty { break }
-            out.append(trimmed)
+    /// Lines up to a blank line, each parsed as soon as it is read.
+    static func section<T>(_ lines: inout StdinLines, _ parse: (String) throws(CtlError) -> T) throws(CtlError) -> [T] {
+        var out: [T] = []
+        while true {
+            let trimmed = try lines.next().trimmingCharacters(in: .whitespacesAndNewlines)
+            if trimmed.isEmpty { return out }
+            out.append(try parse(trimmed))
         }
-        return out
     }
 
+    static func invalidInput(_ message: String) -> CtlError { CtlError(exitCode: CtlError.exitInvalidInput, message: message) }
+
     /// `target("key") op "value"`, target one of ver/version, c/create, m/mod, val/value, lease.
+    /// A line that does not scan as that reports what did scan, as etcdctl does.
     static func compare(_ line: String) throws(CtlError) -> Etcdserverpb_Compare {
-        let malformed = CtlError(exitCode: CtlError.exitBadArgs, message: "malformed comparison: \(line)")
-        guard let paren = line.firstIndex(of: "(") else { throw malformed }
+        guard let paren = line.firstIndex(of: "(") else { throw invalidInput("malformed comparison: \(line)") }
         let target = String(line[..<paren])
         var scanner = Scanner(Substring(line[line.index(after: paren)...]))
-        guard let key = scanner.quoted(), scanner.literal(")"), let op = scanner.word(), let value = scanner.quoted() else {
-            throw malformed
+        var (key, op, value, scanned) = ("", "", "", 0)
+        if let k = scanner.quoted() {
+            (key, scanned) = (k, 1)
+            if scanner.literal(")"), let o = scanner.word() {
+                (op, scanned) = (o, 2)
+                if let v = scanner.quoted() { (value, scanned) = (v, 3) }
+            }
+        }
+        guard scanned == 3 else {
+            throw invalidInput("malformed comparison: \(line); got \(target)(\(GoFormat.quote(key))) \(op) \(GoFormat.quote(value))")
         }
         var c = Etcdserverpb_Compare()
         c.key = Data(key.utf8)
-        switch op {
-        case "=", "==": c.result = .equal
-        case "!=": c.result = .notEqual
-        case "<": c.result = .less
-        case ">": c.result = .greater
-        default: throw CtlError.badArgs("malformed comparison: \(line); unknown operator \(op)")
-        }
         func number(_ radix: Int = 10) throws(CtlError) -> Int64 {
-            guard let v = Int64(value, radix: radix) else {
-                throw CtlError.badArgs("invalid txn compare request: \(line)")
-            }
+            guard let v = Int64(value, radix: radix) else { throw invalidInput("invalid txn compare request: \(line)") }
             return v
         }
         switch target {
@@ -83,31 +89,44 @@ enum TxnParser {
         case "lease":
             c.target = .lease
             c.lease = try number(16)
-        default: throw CtlError.badArgs("malformed comparison: \(line); got unknown target \(target)")
+        default: throw invalidInput("malformed comparison: \(line) (unknown target \(target))")
+        }
+        switch op {
+        case "=", "==": c.result = .equal
+        case "!=": c.result = .notEqual
+        case "<": c.result = .less
+        case ">": c.result = .greater
+        // etcdctl 3.4 panics here (clientv3.Compare); an error is kinder.
+        default: throw invalidInput("malformed comparison: \(line); unknown operator \(op)")
         }
         return c
     }
 
-    /// `put key value [--lease=ID] [--prev-kv]`, `get key [end] [get flags]`, `del key [end] [del flags]`.
+    /// The commands a request line may use (put, get, del with their own flags, no global flags).
+    static let opCommands = CommandSpec(
+        "txn", "", "", subcommands: CommandTable.root.subcommands.filter { ["put", "get", "del"].contains($0.name) })
+
+    /// `put key value [--lease=ID] [--prev-kv]`, `get key [end] [get flags]`, `del key [end] [del flags]`,
+    /// read with etcdctl's command line rules.
     static func op(_ line: String) throws(CtlError) -> Etcdserverpb_RequestOp {
         let words = try argify(line)
-        guard let verb = words.first else { throw CtlError.badArgs("empty request") }
+        guard words.count >= 2 else { throw invalidInput("invalid txn compare request: \(line)") }
+        let invalid = invalidInput("invalid txn request: \(line)")
+        guard let parsed = try? CommandLineParser.parse(words, root: opCommands), parsed.path.chain.count == 2, !parsed.wantsHelp else {
+            throw invalid
+        }
+        let arguments = Array(parsed.canonicalArguments.dropFirst())
         var op = Etcdserverpb_RequestOp()
         do {
-            switch verb {
-            case "put":
-                op.requestPut = try Put.parse(Array(words.dropFirst())).request()
-            case "get":
-                op.requestRange = try Get.parse(Array(words.dropFirst())).request(format: .simple)
-            case "del", "delete":
-                op.requestDeleteRange = try Del.parse(Array(words.dropFirst())).request()
-            default:
-                throw CtlError.badArgs("invalid txn request: \(line)")
+            switch parsed.path.command.name {
+            case "put": op.requestPut = try Put.parse(arguments).request(readingStdin: false)
+            case "get": op.requestRange = try Get.parse(arguments).request(format: .simple)
+            default: op.requestDeleteRange = try Del.parse(arguments).request()
             }
         } catch let e as CtlError {
             throw e
         } catch {
-            throw CtlError.badArgs("invalid txn request: \(line)")
+            throw invalid
         }
         return op
     }
@@ -120,7 +139,7 @@ enum TxnParser {
             scanner.skipSpaces()
             if scanner.atEnd { return out }
             if scanner.peek == "\"" {
-                guard let q = scanner.quoted() else { throw CtlError.badArgs("invalid txn request: \(line)") }
+                guard let q = scanner.quoted() else { throw invalidInput("invalid txn request: \(line)") }
                 out.append(q)
             } else if let w = scanner.word() {
                 out.append(w)

@@ -1,6 +1,7 @@
 // Output formatting and flag parsing, without a server.
 import CairnBolt
 import CairnProto
+import CairnGRPC
 import Foundation
 import Testing
 
@@ -79,9 +80,70 @@ import Testing
 }
 
 @Suite struct FlagParsingTests {
-    @Test func globalFlagsBeforeTheCommandMoveAfterIt() {
-        #expect(GlobalOptions.movingGlobalFlagsLast(["--endpoints", "a:1", "-w=json", "--hex", "get", "k"]) == ["get", "k", "--endpoints", "a:1", "-w=json", "--hex"])
-        #expect(GlobalOptions.movingGlobalFlagsLast(["-w", "json", "put", "k", "--", "-v"]) == ["put", "k", "-w", "json", "--", "-v"])
+    func parse(_ args: [String]) throws(CommandLineError) -> ParsedCommandLine {
+        try CommandLineParser.parse(args, root: CommandTable.root)
+    }
+
+    func flagError(_ args: [String]) -> String? {
+        switch Result(catching: { () throws(CommandLineError) in try parse(args) }) {
+        case .failure(.flag(let message, _)): return message
+        default: return nil
+        }
+    }
+
+    @Test func globalFlagsAnywhereBecomeCanonicalArguments() throws {
+        #expect(try parse(["--endpoints", "a:1", "-w=json", "--hex", "get", "k"]).canonicalArguments
+            == ["get", "--endpoints=a:1", "--hex", "--write-out=json", "--", "k"])
+        #expect(try parse(["-wjson", "put", "k", "--", "-v"]).canonicalArguments == ["put", "--write-out=json", "--", "k", "-v"])
+        // pflag: a value flag takes the next word whatever it looks like; ints in any Go base
+        #expect(try parse(["get", "foo", "--rev", "-1", "--limit=0x10", "--prefix=false"]).canonicalArguments
+            == ["get", "--limit=16", "--rev=-1", "--", "foo"])
+        #expect(try parse(["lease", "timetolive", "--keys", "abc"]).path.names == ["lease", "timetolive"])
+        #expect(try parse(["endpoint", "--cluster", "status"]).canonicalArguments == ["endpoint", "status", "--cluster", "--"])
+    }
+
+    @Test func commandLineErrorsAreCobras() throws {
+        #expect(flagError(["get", "--count-only", "k"]) == "unknown flag: --count-only")
+        #expect(flagError(["get", "-x", "k"]) == "unknown shorthand flag: 'x' in -x")
+        #expect(flagError(["get", "k", "--rev"]) == "flag needs an argument: --rev")
+        #expect(flagError(["-w"]) == "flag needs an argument: 'w' in -w")
+        #expect(flagError(["get", "--limit", "x"]) == #"invalid argument "x" for "--limit" flag: strconv.ParseInt: parsing "x": invalid syntax"#)
+        #expect(flagError(["txn", "--interactive=x"]) == #"invalid argument "x" for "-i, --interactive" flag: strconv.ParseBool: parsing "x": invalid syntax"#)
+        #expect(flagError(["put", "--prev-kv=maybe"]) == #"invalid argument "maybe" for "--prev-kv" flag: strconv.ParseBool: parsing "maybe": invalid syntax"#)
+        #expect(flagError(["--dial-timeout=3", "get"]) == #"invalid argument "3" for "--dial-timeout" flag: time: missing unit in duration "3""#)
+        #expect(flagError(["--dial-timeout=3x", "get"]) == #"invalid argument "3x" for "--dial-timeout" flag: time: unknown unit "x" in duration "3x""#)
+        #expect(flagError(["--dial-timeout=x", "get"]) == #"invalid argument "x" for "--dial-timeout" flag: time: invalid duration "x""#)
+        #expect(GoFormat.parseDuration("1h2m3.5s") == .milliseconds(3_723_500))
+        #expect(throws: CommandLineError.self) { try parse(["gett"]) }
+        #expect(CommandLineParser.suggestions(for: "gett", in: CommandTable.root) == "\n\nDid you mean this?\n\tget\n")
+        #expect(try parse(["--user=x", "get", "k"]).unimplementedFlags == ["user"])
+        #expect(try parse(["--insecure-transport=true", "get", "k"]).unimplementedFlags.isEmpty)
+    }
+
+    @Test func usageIsTabAlignedAsGoTabwriter() {
+        #expect(TabWriter.align("a\tb\nlonger cell\tc\n\nx\ty\n") == "a\t\tb\nlonger cell\tc\n\nx\ty\n")
+        let lease = CommandPath(chain: [CommandTable.root, CommandTable.root.subcommand("lease")!])
+        let text = UsageText.render(lease, version: "0", apiVersion: "3.4")
+        #expect(text.hasPrefix("NAME:\n\tlease - Lease related commands\n\nUSAGE:\n\tcairnctl lease <subcommand> [flags]\n\nAPI VERSION:\n\t3.4\n\n\nCOMMANDS:\n\tgrant\t\tCreates leases\n"))
+    }
+
+    @Test func goIntegers() throws {
+        #expect(try GoFormat.parseGoInt64("-0x10").get() == -16)
+        #expect(try GoFormat.parseGoInt64("017").get() == 15)
+        #expect(try GoFormat.parseGoInt64("-9223372036854775808").get() == Int64.min)
+        #expect(throws: GoParseError(text: #"strconv.ParseInt: parsing "9223372036854775808": value out of range"#)) {
+            try GoFormat.parseGoInt64("9223372036854775808").get()
+        }
+        #expect(throws: GoParseError(text: #"strconv.ParseInt: parsing "08": invalid syntax"#)) { try GoFormat.parseGoInt64("08").get() }
+    }
+
+    @Test func clientLogLineIsZaps() {
+        let line = ClientLog.unaryFailure(
+            target: "endpoint://client-x/127.0.0.1:2379", attempt: 0,
+            error: GRPCStatus(.invalidArgument, "etcdserver: key \"k\" <not> found"))
+        let pattern = #/^\{"level":"warn","ts":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}(Z|[+-]\d{4})","caller":"clientv3/retry_interceptor.go:62","msg":"retrying of unary invoker failed","target":"endpoint://client-x/127.0.0.1:2379","attempt":0,"error":"rpc error: code = InvalidArgument desc = etcdserver: key \\"k\\" <not> found"\}\n$/#
+        #expect(line.wholeMatch(of: pattern) != nil, "\(line)")
+        #expect(ClientLog.target("http://10.0.0.1:2379").hasSuffix("/10.0.0.1:2379"))
     }
 
     @Test func getBuildsEtcdctlRequests() throws {
@@ -112,7 +174,11 @@ import Testing
         #expect(put.requestPut.key == Data("k".utf8) && put.requestPut.value == Data("v 2".utf8))
         let get = try TxnParser.op("get k --prefix")
         #expect(get.requestRange.rangeEnd == Data("l".utf8))
-        #expect(throws: CtlError.self) { try TxnParser.compare("mod(k1) > 0") }
+        #expect(throws: CtlError(exitCode: 3, message: #"malformed comparison: mod(k1) > 0; got mod("")  """#)) { try TxnParser.compare("mod(k1) > 0") }
+        #expect(throws: CtlError(exitCode: 3, message: #"malformed comparison: x("k") = "1" (unknown target x)"#)) { try TxnParser.compare(#"x("k") = "1""#) }
+        #expect(throws: CtlError(exitCode: 3, message: #"invalid txn compare request: ver("k") = "a""#)) { try TxnParser.compare(#"ver("k") = "a""#) }
+        #expect(throws: CtlError(exitCode: 3, message: "invalid txn request: put k v --count-only")) { try TxnParser.op("put k v --count-only") }
+        #expect(throws: CtlError(exitCode: 3, message: "invalid txn request: delete k x")) { try TxnParser.op("delete k x") }
     }
 
     @Test func leaseAndMemberIDsAreHex() throws {

@@ -18,7 +18,11 @@ against two fresh single-member clusters:
   random "target" of the client's zap log lines;
 - a lease's remaining TTL, only when it lies within SLACK seconds below the
   granted TTL printed next to it (a remaining TTL out of that range is kept,
-  so it shows as a difference).
+  so it shows as a difference);
+- the client's own name: "etcdctl" or "cairnctl" as a whole word becomes
+  <CTL> (usage text, "Run 'etcdctl --help'", the version line), and the
+  client version after "<CTL> version: " (each program names and numbers
+  itself; nothing else in a transcript contains these words).
 
 The keys attached to a lease (lease timetolive --keys) are sorted: etcd
 lists them in Go map order, which changes from run to run.
@@ -57,6 +61,8 @@ JSON_TOOK_RE = re.compile(r'("took":)"%s"' % DURATION)
 FIELD_TOOK_RE = re.compile(r'^("Took" : )%s$' % DURATION, re.M)
 ZAP_TS_RE = re.compile(r'("ts":)"[^"]*"')
 ZAP_TARGET_RE = re.compile(r'("target":)"endpoint://client-[0-9a-f-]+/[^"]*"')
+PROGRAM_RE = re.compile(r"\b(?:etcdctl|cairnctl)\b")
+CLIENT_VERSION_RE = re.compile(r"^(<CTL> version: )%s$" % VERSION, re.M)
 LEASE_TEXT_RE = re.compile(r"\blease ([0-9a-f]+) (granted|keepalived|revoked|already expired|expired)")
 REMAINING_RE = re.compile(r"TTL\(([0-9]+)s\), remaining\(([0-9]+)s\)")
 JSON_TTL_RE = re.compile(r'"ttl":(-?[0-9]+),"granted-ttl":([0-9]+)')
@@ -149,6 +155,9 @@ class Normalizer:
         """args: the etcdctl arguments of the step (list of str), text: its stdout or stderr."""
         for literal, placeholder in self.exact:
             text = text.replace(literal, placeholder)
+        # the client's name and version
+        text = PROGRAM_RE.sub("<CTL>", text)
+        text = CLIENT_VERSION_RE.sub(r"\1<VERSION>", text)
         # client log lines
         text = ZAP_TS_RE.sub(r'\1"<TS>"', text)
         text = ZAP_TARGET_RE.sub(r'\1"<TARGET>"', text)

@@ -86,6 +86,12 @@ class Equal(unittest.TestCase):
                   ['{"level":"warn","ts":"2026-11-26T07:07:29.122Z","caller":"x.go:62","target":"endpoint://client-9d59d63d-35e1-4314-a3f7-86b17eb7d4aa/127.0.0.1:1","error":"e"}'],
                   ['{"level":"warn","ts":"2026-11-26T08:00:00.000Z","caller":"x.go:62","target":"endpoint://client-00000000-35e1-4314-a3f7-86b17eb7d4aa/127.0.0.1:1","error":"e"}'])
 
+    def test_client_name_and_version(self):
+        self.same("get --bogus",
+                  ["USAGE:\n\tetcdctl get [options] <key> [range_end] [flags]", "Run 'etcdctl --help' for usage."],
+                  ["USAGE:\n\tcairnctl get [options] <key> [range_end] [flags]", "Run 'cairnctl --help' for usage."])
+        self.same("version", ["etcdctl version: 3.4.23\nAPI version: 3.4"], ["cairnctl version: 0.1.0\nAPI version: 3.4"])
+
     def test_remaining_ttl_counts_down(self):
         self.same("lease timetolive 1",
                   ["lease 1f granted with TTL(600s), remaining(599s)",
@@ -185,6 +191,11 @@ class Different(unittest.TestCase):
 
     def test_unknown_endpoint(self):
         self.differ("endpoint health", [URL_A + " is healthy"], ["http://127.0.0.1:1 is healthy"])
+
+    def test_api_version_and_other_names_kept(self):
+        self.differ("version", ["etcdctl version: 3.4.23\nAPI version: 3.4"], ["etcdctl version: 3.4.23\nAPI version: 3.5"])
+        self.differ("get foo", ["etcdctl"], ["etcd"])
+        self.differ("get foo", ["xetcdctl"], ["xcairnctl"])
 
     def test_exit_text_untouched(self):
         self.assertEqual(norm("get foo", "Error: EOF"), ["Error: EOF"])
