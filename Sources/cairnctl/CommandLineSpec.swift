@@ -21,14 +21,21 @@ struct FlagSpec: Sendable {
     let usage: String
     /// False for flags etcdctl has and cairnctl does not implement: setting them is an error.
     let implemented: Bool
+    /// Cairn's own flags that etcdctl does not have (`snapshot save --format`): accepted, but
+    /// left out of the usage text, which stays etcdctl's.
+    let cairnOnly: Bool
 
-    init(_ name: String, _ kind: FlagKind, _ defaultText: String, _ usage: String, short: Character? = nil, implemented: Bool = true) {
+    init(
+        _ name: String, _ kind: FlagKind, _ defaultText: String, _ usage: String, short: Character? = nil,
+        implemented: Bool = true, cairnOnly: Bool = false
+    ) {
         self.name = name
         self.shorthand = short
         self.kind = kind
         self.defaultText = defaultText
         self.usage = usage
         self.implemented = implemented
+        self.cairnOnly = cairnOnly
     }
 
     static func bool(_ name: String, _ usage: String, short: Character? = nil, implemented: Bool = true) -> FlagSpec {
@@ -346,7 +353,7 @@ enum UsageText {
         if !c.long.isEmpty {
             t += "\nDESCRIPTION:\n" + c.long.split(separator: "\n", omittingEmptySubsequences: false).map { "\t\($0)\n" }.joined()
         }
-        t += "\nOPTIONS:\n" + path.localFlags.map(\.usageLine).joined()
+        t += "\nOPTIONS:\n" + path.localFlags.filter { !$0.cairnOnly }.map(\.usageLine).joined()
         let inherited = path.inheritedFlags
         if !inherited.isEmpty { t += "\nGLOBAL OPTIONS:\n" + inherited.map(\.usageLine).joined() }
         return TabWriter.align(t + "\n")

@@ -151,7 +151,13 @@ enum CommandTable {
             CommandSpec(
                 "snapshot", "<subcommand>", "Manages etcd node snapshots",
                 subcommands: [
-                    CommandSpec("save", "<filename>", "Stores an etcd node backend snapshot to a given file"),
+                    CommandSpec(
+                        "save", "<filename>", "Stores an etcd node backend snapshot to a given file",
+                        flags: [
+                            FlagSpec(
+                                "format", .string, "etcd", "etcd (bbolt + SHA-256 trailer) or cairn (Cairn's own snapshot file)",
+                                cairnOnly: true)
+                        ]),
                     CommandSpec(
                         "status", "<filename>", "Gets backend snapshot status of a given file",
                         long: "When --write-out is set to simple, this command prints out comma-separated status lists for each endpoint.\n"

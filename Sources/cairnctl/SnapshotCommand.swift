@@ -110,6 +110,7 @@ struct SnapshotCommand: AsyncParsableCommand {
         var initialClusterToken = "etcd-cluster"
         @Option(name: .customLong("initial-advertise-peer-urls"), help: "List of this member's peer URLs to advertise to the rest of the cluster")
         var initialAdvertisePeerURLs = "http://localhost:2380"
+        @Option(name: .customLong("wal-dir"), help: "Path to the WAL directory (use --data-dir if none given)") var walDir = ""
         @Flag(name: .customLong("skip-hash-check"), help: "Ignore snapshot integrity hash value (required if copied from data directory)")
         var skipHashCheck = false
 
@@ -126,6 +127,10 @@ struct SnapshotCommand: AsyncParsableCommand {
             emit(
                 "Snapshot restored into \(request.dataDirectory): revision \(summary.revision), \(summary.keys) keys, "
                     + "\(summary.revisions) revisions since compaction at \(summary.compactedRevision), \(summary.leases) leases\n")
+            if !self.walDir.isEmpty {
+                // A restored Cairn directory has no WAL yet: the member creates it at first start.
+                emit("Start cairn with --wal-dir \(self.walDir) to keep its WAL there\n")
+            }
         }
     }
 }
