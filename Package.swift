@@ -284,6 +284,17 @@ let package = Package(
             ],
             swiftSettings: strict),
         .testTarget(
+            name: "CairnClientTests",
+            dependencies: [
+                "CairnClient", "CairnGRPC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .testTarget(
             name: "CairnRaftTests", dependencies: ["CairnRaft"], resources: [.copy("testdata")],
             swiftSettings: strict),
         .testTarget(name: "CCRC32CTests", dependencies: ["CCRC32C"], swiftSettings: strict),
