@@ -21,7 +21,7 @@ struct CairnBench: AsyncParsableCommand {
         abstract: "A low-level benchmark tool for etcd3-compatible servers (etcd or cairn).",
         subcommands: [
             PutCommand.self, RangeCommand.self, TxnPutCommand.self, TxnMixedCommand.self, WatchCommand.self,
-            WatchLatencyCommand.self, LeaseKeepAliveCommand.self,
+            WatchLatencyCommand.self, LeaseKeepAliveCommand.self, SnapshotCommand.self,
         ])
 }
 
@@ -67,6 +67,21 @@ func mix(_ x: UInt64) -> UInt64 {
     return z ^ (z >> 31)
 }
 
+/// `count` bytes of SplitMix64's stream from `seed << 32` (a different value for every seed).
+func writePseudoRandom(count: Int, seed: UInt64, into buffer: inout ByteBuffer) {
+    var i = seed << 32
+    var left = count
+    while left >= 8 {
+        buffer.writeInteger(mix(i))
+        i &+= 1
+        left -= 8
+    }
+    if left > 0 {
+        var last = mix(i)
+        _ = withUnsafeBytes(of: &last) { buffer.writeBytes($0.prefix(left)) }
+    }
+}
+
 /// `count` random bytes (a value written by every put, as etcd's tool does).
 func randomBytes(_ count: Int) -> [UInt8] {
     var g = SystemRandomNumberGenerator()
@@ -108,11 +123,16 @@ func runUnaryCommand(
 struct PutCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "put", abstract: "Benchmark put")
     @OptionGroup var options: BenchOptions
+    @Flag(
+        name: .customLong("random-values"),
+        help: "A different pseudo-random value for every put (etcd's tool puts one value everywhere, which compresses)")
+    var randomValues = false
 
     func run() async throws {
         let keys = KeyMaker(self.options)
         let value = randomBytes(self.options.valSize)
         let valSize = self.options.valSize
+        let randomValues = self.randomValues
         try await runUnaryCommand("put", options: self.options, kinds: ["put"]) { n in
             // etcdserverpb.PutRequest: key = 1, value = 2 (length-delimited).
             var body = ByteBuffer()
@@ -123,7 +143,11 @@ struct PutCommand: AsyncParsableCommand {
             if valSize > 0 {
                 body.writeInteger(UInt8(0x12))
                 body.writeVarint(valSize)
-                body.writeBytes(value)
+                if randomValues {
+                    writePseudoRandom(count: valSize, seed: UInt64(n), into: &body)
+                } else {
+                    body.writeBytes(value)
+                }
             }
             return BenchRequest(kind: 0, path: EtcdMethods.put.path, body: body)
         }

@@ -242,3 +242,40 @@ struct LeaseKeepAliveCommand: AsyncParsableCommand {
         print(summary.printed(json: options.json))
     }
 }
+
+struct SnapshotCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "snapshot",
+        abstract: "Stream Maintenance.Snapshot from the first endpoint into a file; print its size and time")
+    @OptionGroup var options: BenchOptions
+    @Argument(help: "The file to write") var file: String
+
+    func run() async throws {
+        let connections = try await Connections.open(self.options)
+        let start = NIODeadline.now()
+        guard FileManager.default.createFile(atPath: self.file, contents: nil),
+            let handle = FileHandle(forWritingAtPath: self.file)
+        else { throw BenchError("cannot create \(self.file)") }
+        var bytes = 0
+        do {
+            let call = try await connections.clients[0].serverStream(
+                EtcdMethods.snapshot, Etcdserverpb_SnapshotRequest(), timeout: .seconds(600))
+            for try await chunk in call.responses {
+                bytes += chunk.blob.count
+                try handle.write(contentsOf: chunk.blob)
+            }
+            try handle.close()
+        } catch {
+            try? handle.close()
+            await connections.close()
+            throw BenchError("snapshot from \(self.options.endpoints) failed: \(error)")
+        }
+        let seconds = Double((NIODeadline.now() - start).nanoseconds) / 1e9
+        await connections.close()
+        if self.options.json {
+            print("{\"bytes\":\(bytes),\"seconds\":\(seconds)}")
+        } else {
+            print("snapshot: \(bytes) bytes in \(String(format: "%.3f", seconds)) s to \(self.file)")
+        }
+    }
+}
