@@ -195,8 +195,8 @@ class Suite:
 
     def bench(self, server, name, bench_args):
         argv = [self.args.bench] + bench_args[:1] + ["--endpoints", server.endpoint, "--json"] + bench_args[1:]
-        shown = " ".join(shlex.quote(a) for a in [os.path.basename(self.args.bench)] + bench_args[:1]
-                         + ["--endpoints", "$ENDPOINT"] + bench_args[1:])
+        shown = " ".join([os.path.basename(self.args.bench)] + [shlex.quote(a) for a in bench_args[:1]]
+                         + ["--endpoints", "$ENDPOINT"] + [shlex.quote(a) for a in bench_args[1:]])
         if shown not in self.commands:
             self.commands.append(shown)
         cpu0 = cpu_seconds(server.proc.pid)
@@ -246,13 +246,18 @@ class Suite:
         time.sleep(2)
         r["rss_after_load"] = rss_bytes(server.proc.pid)
         snap = os.path.join(workdir, "%s.snapshot.db" % server.kind)
-        # etcdctl snapshot save only accepts etcd's format (a bbolt file with a SHA-256 appended);
-        # cairn-bench snapshot writes whatever stream the server sends, for both servers alike.
-        argv = [a.bench, "snapshot", "--endpoints", server.endpoint, snap]
-        cmd = " ".join([os.path.basename(a.bench), "snapshot", "--endpoints", "$ENDPOINT", "FILE"])
+        # etcdctl snapshot save checks etcd's format (a bbolt file with a SHA-256 appended) and
+        # refuses cairn's; for cairn, cairn-bench snapshot writes the stream as the server sends it.
+        try:
+            server.etcdctl_run("--command-timeout", "600s", "snapshot", "save", snap)
+            cmd = "etcdctl --endpoints $ENDPOINT --command-timeout 600s snapshot save FILE"
+        except subprocess.CalledProcessError:
+            subprocess.run([a.bench, "snapshot", "--endpoints", server.endpoint, snap], check=True,
+                           stdout=subprocess.DEVNULL)
+            cmd = " ".join([os.path.basename(a.bench), "snapshot", "--endpoints", "$ENDPOINT", "FILE"])
+        r["snapshot_command"] = cmd
         if cmd not in self.commands:
             self.commands.append(cmd)
-        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
         r["snapshot_bytes"] = os.path.getsize(snap)
         os.unlink(snap)
         server.stop()
@@ -328,7 +333,10 @@ def build_tables(rounds, scale, fsync, args):
         if field == "server_cpu_us" and bench == "put-100" and c is not None:
             met = "yes" if c <= 35 else "**no**"
         if met:
-            verdicts.append((label, what, goal, x, met))
+            if field == "server_cpu_us":
+                verdicts.append((label, what + " (cairn: %.1f µs)" % c, goal, None, met))
+            else:
+                verdicts.append((label, what, goal, x, met))
         lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             label, what, fmt(e), fmt(c), "—" if x is None else "%.2f×" % x, goal, met,
             ", ".join(fmt(v) for v in e_all), ", ".join(fmt(v) for v in c_all)))
@@ -374,7 +382,7 @@ def build_tables(rounds, scale, fsync, args):
             ("data dir, MiB", mib(e["data_dir_bytes"]), mib(c["data_dir_bytes"]), "", None),
             ("database file (etcd member/snap/db; cairn member/keyspace), MiB", mib(e["database_bytes"]),
              mib(c["database_bytes"]), "", None),
-            ("snapshot file (Maintenance.Snapshot stream), MiB", mib(e["snapshot_bytes"]), mib(c["snapshot_bytes"]), "", None),
+            ("snapshot file (Maintenance.Snapshot: etcdctl snapshot save for etcd, cairn-bench snapshot for cairn), MiB", mib(e["snapshot_bytes"]), mib(c["snapshot_bytes"]), "", None),
             ("restart: process start to first successful get, s (median of %d)" % args.restarts,
              e["restart_s"], c["restart_s"], "≤ 1×", lambda x: x <= 1.0),
         ]
@@ -492,11 +500,11 @@ def main():
            "### %s–%s UTC, commit %s%s" % (started.strftime("%Y-%m-%d %H:%M"), finished.strftime("%H:%M"), commit,
                                           " (with uncommitted changes)" if dirty else ""),
            "",
-           "Written by `scripts/bench-compare.sh %s`. **Machine:** %s. %s; cairn built with `%s`. The machine is "
+           "Written by `%s`. **Machine:** %s. %s; cairn built with `%s`. The machine is "
            "shared: other builds and tests may have been running (load average %.2f before, %.2f after), so "
            "every figure is the median of %d rounds, each on a fresh single-member server (fresh data dir, free "
            "ports) and alternating which server goes first."
-           % (" ".join(sys.argv[1:]), machine(fsync), etcd_version, args.build_command or "(not recorded)",
+           % (os.environ.get("BENCH_COMMAND_LINE") or " ".join(sys.argv), machine(fsync), etcd_version, args.build_command or "(not recorded)",
               load_before[0], load_after[0], args.rounds),
            "", "Commands, each run against both servers (`$ENDPOINT` is the server's client URL); server CPU is "
            "utime+stime from `/proc/PID/stat` before and after each run, divided by the requests:", "", "```sh"]
@@ -506,8 +514,9 @@ def main():
     doc += table
     doc += ["", "**Goals of issue 6 on this run:**", ""]
     for label, what, goal, x, met in verdicts:
-        doc.append("- %s, %s: cairn/etcd = %s (goal %s) — %s" % (
-            label, what, "—" if x is None else "%.2f×" % x, goal, "met" if met == "yes" else "**not met**"))
+        measured = "" if x is None else ": cairn/etcd = %.2f×" % x
+        doc.append("- %s, %s%s (goal %s) — %s" % (
+            label, what, measured, goal, "met" if met == "yes" else "**not met**"))
     doc += ["", END]
     text = "\n".join(doc) + "\n"
     print(text)

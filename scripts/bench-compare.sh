@@ -34,5 +34,6 @@ if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
     done
 fi
 bin=$($build --show-bin-path)
+export BENCH_COMMAND_LINE="scripts/bench-compare.sh $*"
 exec python3 scripts/bench-compare.py --cairn "$bin/cairn" --bench "$bin/cairn-bench" \
     --build-command "$build" "$@"
