@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "cairn-wal-bench", targets: ["WALBench"]),
         .executable(name: "cairn-raft-bench", targets: ["RaftBench"]),
         .executable(name: "cairn-grpc-bench", targets: ["GRPCBench"]),
+        .executable(name: "cairn-bench", targets: ["CairnBench"]),
         .executable(name: "cairnctl", targets: ["cairnctl"]),
         .library(name: "CairnClient", targets: ["CairnClient"]),
         .library(name: "CairnRaft", targets: ["CairnRaft"]),
@@ -28,10 +29,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.28.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
-        .package(url: "https://github.com/apple/swift-nio-http2", from: "1.35.0"),
+        .package(url: "https://github.com/apple/swift-nio-http2", from: "1.46.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // System libraries (Debian: liblmdb-dev, libzstd-dev).
@@ -219,6 +221,21 @@ let package = Package(
             path: "Benchmarks/GRPCBench",
             swiftSettings: strict),
 
+        // cairn-bench: etcd's benchmark tool for any etcd v3 endpoint (etcd itself or cairn).
+        .executableTarget(
+            name: "CairnBench",
+            dependencies: [
+                "CairnClient", "CairnProto", "CairnGRPC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            path: "Benchmarks/CairnBench",
+            swiftSettings: strict),
+
         // Tests.
         .target(
             name: "GRPCTestClient",
@@ -281,6 +298,17 @@ let package = Package(
             dependencies: [
                 "cairnctl", "CairnClient", "CairnProto", "CairnBolt",
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .testTarget(
+            name: "CairnClientTests",
+            dependencies: [
+                "CairnClient", "CairnGRPC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),

@@ -46,6 +46,11 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     private(set) var unusable: GRPCStatus?
     private let authority: String
     private let logger: Logger
+    /// True between the first `channelRead` of a socket read and its `channelReadComplete`:
+    /// writes made then (calls started from completions, window updates) are flushed once at
+    /// the read's end instead of once each.
+    private var inReadBurst = false
+    private var flushPending = false
 
     init(authority: String, logger: Logger) {
         self.authority = authority
@@ -95,7 +100,25 @@ final class ClientConnectionHandler: ChannelInboundHandler {
             let framed = GRPCMessageFraming.frame(message, allocator: context.channel.allocator)
             context.write(self.wrapOutboundOut(HTTP2Frame(streamID: id, payload: .data(.init(data: .byteBuffer(framed), endStream: endStream)))), promise: nil)
         }
-        context.flush()
+        self.flush(context)
+    }
+
+    /// Flushes now, or at the end of the current read burst.
+    private func flush(_ context: ChannelHandlerContext) {
+        if self.inReadBurst {
+            self.flushPending = true
+        } else {
+            context.flush()
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        self.inReadBurst = false
+        if self.flushPending {
+            self.flushPending = false
+            context.flush()
+        }
+        context.fireChannelReadComplete()
     }
 
     /// Sends one more request message (or only ends the request stream when `message` is nil).
@@ -142,6 +165,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = self.unwrapInboundIn(data)
+        self.inReadBurst = true
         switch frame.payload {
         case .goAway(let lastStreamID, let code, _):
             self.unusable = GRPCStatus(.unavailable, "server sent GOAWAY (\(code))")
@@ -208,11 +232,10 @@ final class ClientConnectionHandler: ChannelInboundHandler {
             }
         } catch {
             self.reset(call, status: error)
-            context.flush()
             return
         }
         if call.closed {
-            context.flush()
+            self.flush(context)
             return
         }
         if endStream {
@@ -225,7 +248,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
                 call.heldCreditBytes += n
             }
         }
-        context.flush()
+        self.flush(context)
     }
 
     func channelInactive(context: ChannelHandlerContext) {

@@ -63,12 +63,8 @@ public final class GRPCClientConnection: Sendable {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let settings: HTTP2Settings = [
-                        HTTP2Setting(parameter: .maxHeaderListSize, value: 1 << 20),
-                        HTTP2Setting(parameter: .initialWindowSize, value: 1 << 20),
-                        HTTP2Setting(parameter: .enablePush, value: 0),
-                    ]
-                    try channel.pipeline.syncOperations.addHandler(NIOHTTP2Handler(mode: .client, initialSettings: settings))
+                    try channel.pipeline.syncOperations.addHandler(
+                        NIOHTTP2Handler(mode: .client, connectionConfiguration: Self.connectionConfiguration))
                     try channel.pipeline.syncOperations.addHandler(ClientConnectionHandler(authority: authority, logger: logger))
                 }
             }
@@ -81,6 +77,26 @@ public final class GRPCClientConnection: Sendable {
             }
     }
 
+    /// The HTTP/2 connection's settings and limits.
+    ///
+    /// grpc-go servers (etcd) estimate bandwidth with a PING after each DATA frame received
+    /// while no such PING is outstanding, so a busy connection receives a PING per round trip:
+    /// thousands per second. swift-nio-http2's default DoS limit on inbound PING/SETTINGS frames
+    /// (200 per 30 seconds) closed the connection after a few hundred calls
+    /// ("ExcessiveControlFrames"); the limit here admits 20,000 per 100 ms. Its sliding window
+    /// preallocates one timestamp per permitted frame (160 KB per connection).
+    static let connectionConfiguration: NIOHTTP2Handler.ConnectionConfiguration = {
+        var c = NIOHTTP2Handler.ConnectionConfiguration()
+        c.initialSettings = [
+            HTTP2Setting(parameter: .maxHeaderListSize, value: 1 << 20),
+            HTTP2Setting(parameter: .initialWindowSize, value: 1 << 20),
+            HTTP2Setting(parameter: .enablePush, value: 0),
+        ]
+        c.controlFrameRateLimit.maximumCount = 20_000
+        c.controlFrameRateLimit.windowLength = .milliseconds(100)
+        return c
+    }()
+
     /// False once the connection closed; calls then fail with UNAVAILABLE.
     public var isActive: Bool { self.channel.isActive }
 
@@ -92,29 +108,13 @@ public final class GRPCClientConnection: Sendable {
     public func unary(path: String, request: ByteBuffer, timeout: Duration?) async throws -> ByteBuffer {
         let el = self.channel.eventLoop
         let handler = self.handler
-        let maxBytes = self.maxMessageBytes
         let promise = el.makePromise(of: ByteBuffer.self)
         let box = NIOLoopBoundBox.makeEmptyBox(valueType: ClientCall.self, eventLoop: el)
         return try await withTaskCancellationHandler {
             el.execute {
-                var response: ByteBuffer?
-                let call = ClientCall(
-                    maxMessageBytes: maxBytes,
-                    onMessage: { message in
-                        if response == nil { response = message }
-                        return true
-                    },
-                    onClose: { status in
-                        if status.code != .ok {
-                            promise.fail(status)
-                        } else if let response {
-                            promise.succeed(response)
-                        } else {
-                            promise.fail(GRPCStatus(.internal, "server sent no response message"))
-                        }
-                    })
-                box.value = call
-                handler.value.start(call, path: path, timeout: timeout, message: request, endStream: true, metadata: [])
+                box.value = self.startUnary(path: path, request: request, timeout: timeout) { result in
+                    promise.completeWith(result.mapError { $0 })
+                }
             }
             return try await promise.futureResult.get()
         } onCancel: {
@@ -122,6 +122,44 @@ public final class GRPCClientConnection: Sendable {
                 if let call = box.value { handler.value.reset(call, status: GRPCStatus(.cancelled, "context canceled")) }
             }
         }
+    }
+
+    /// The event loop the connection runs on; `unaryOnEventLoop` must be called there.
+    public var eventLoop: any EventLoop { self.channel.eventLoop }
+
+    /// One unary call started from the connection's event loop, with no task or thread hop:
+    /// `completion` runs on that loop with the response message or the call's non-OK status.
+    /// For load generators, which keep their whole state on the loop.
+    public func unaryOnEventLoop(
+        path: String, request: ByteBuffer, timeout: Duration?,
+        completion: @escaping (Result<ByteBuffer, GRPCStatus>) -> Void
+    ) {
+        _ = self.startUnary(path: path, request: request, timeout: timeout, completion: completion)
+    }
+
+    private func startUnary(
+        path: String, request: ByteBuffer, timeout: Duration?,
+        completion: @escaping (Result<ByteBuffer, GRPCStatus>) -> Void
+    ) -> ClientCall {
+        self.channel.eventLoop.preconditionInEventLoop()
+        var response: ByteBuffer?
+        let call = ClientCall(
+            maxMessageBytes: self.maxMessageBytes,
+            onMessage: { message in
+                if response == nil { response = message }
+                return true
+            },
+            onClose: { status in
+                if status.code != .ok {
+                    completion(.failure(status))
+                } else if let response {
+                    completion(.success(response))
+                } else {
+                    completion(.failure(GRPCStatus(.internal, "server sent no response message")))
+                }
+            })
+        self.handler.value.start(call, path: path, timeout: timeout, message: request, endStream: true, metadata: [])
+        return call
     }
 
     /// Opens a streaming call. With `request` the request stream carries that one message and
