@@ -24,7 +24,7 @@ lock=${BENCH_BUILD_LOCK:-/work/dev/swift-build.lock}
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
     # One product per invocation: swift build builds only the last --product given. On a
     # shared machine the build lock (if present) serializes builds; the benchmark runs outside it.
-    for product in cairn cairn-bench; do
+    for product in cairn cairnctl cairn-bench; do
         echo "bench-compare: $build --product $product" >&2
         if [ -e "$lock" ]; then
             flock "$lock" $build --product $product >"$scratch.log" 2>&1 || { tail -30 "$scratch.log" >&2; exit 1; }
@@ -35,5 +35,5 @@ if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
 fi
 bin=$($build --show-bin-path)
 export BENCH_COMMAND_LINE="scripts/bench-compare.sh $*"
-exec python3 scripts/bench-compare.py --cairn "$bin/cairn" --bench "$bin/cairn-bench" \
+exec python3 scripts/bench-compare.py --cairn "$bin/cairn" --bench "$bin/cairn-bench" --cairnctl "$bin/cairnctl" \
     --build-command "$build" "$@"
