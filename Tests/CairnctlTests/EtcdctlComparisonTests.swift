@@ -70,7 +70,7 @@ private func sameRemainingTTL(_ text: String, as other: String) -> String {
     let pattern = #/("ttl":|remaining\(|"TTL" : )(\d+)/#
     let theirs = other.matches(of: pattern).map { Int($0.output.2)! }
     var out = text
-    for (match, their) in zip(text.matches(of: pattern), theirs).reversed() where abs(Int(match.output.2)! - their) <= 1 {
+    for (match, their) in zip(text.matches(of: pattern), theirs).reversed() where abs(Int(match.output.2)! - their) <= 3 {
         out.replaceSubrange(match.range, with: "\(match.output.1)\(their)")
     }
     return out
@@ -145,7 +145,7 @@ private final class EtcdServer {
             var expected = try run(etcdctl, ["--endpoints", a.endpoint] + args, stdin: stdin, killAfterSeconds: killAfterSeconds)
             var actual = try run(cairnctl, ["--endpoints", b.endpoint] + args, stdin: stdin, killAfterSeconds: killAfterSeconds)
             actual.out = actual.out.replacingOccurrences(of: b.endpoint, with: a.endpoint)
-            if args.contains("timetolive") {  // the leases were granted one after the other: the remaining TTL may be 1 s apart
+            if args.contains("timetolive") {  // granted one after the other, asked one process start apart: on a busy machine the remaining TTLs may differ by a few seconds
                 expected.out = sameRemainingTTL(expected.out, as: actual.out)
             }
             #expect(actual == expected, "cairnctl \(args.joined(separator: " "))", sourceLocation: sourceLocation)
