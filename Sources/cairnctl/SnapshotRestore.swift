@@ -134,7 +134,9 @@ struct SnapshotRestore {
             do { keyspace = try Keyspace(backend: backend) } catch {
                 throw CtlError(exitCode: CtlError.exitError, message: "\(self.snapshotPath): not a usable etcd keyspace: \(error)")
             }
-            let revisions = try backend.read { tx in try tx.count(try backend.table(named: "key")) }
+            // (stats(), not a read transaction's count: under cross-module optimization a plain
+            // release build referenced LMDBReading.count, which CairnLMDB does not export.)
+            let revisions = try backend.stats().entriesByTable["key"] ?? 0
             return Summary(
                 revision: keyspace.revision, keys: keyspace.keyCount, revisions: revisions,
                 compactedRevision: keyspace.compactedRevision, leases: keyspace.allLeases().count)
