@@ -120,6 +120,7 @@ let package = Package(
             name: "cairnctl",
             dependencies: [
                 "CairnClient", "CairnProto", "CairnGRPC", "CairnBolt", "CairnMVCC", "CairnLMDB", "CairnBackend",
+                "CairnRestore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -130,6 +131,10 @@ let package = Package(
 
         // etcd's snapshot files: the project's own bbolt reader and writer (docs/bbolt-format.md).
         .target(name: "CairnBolt", dependencies: ["CCRC32C"], swiftSettings: strict),
+        // An etcd snapshot file into a new Cairn data dir (cairnctl snapshot restore, cairn --initial-etcd-snapshot).
+        .target(
+            name: "CairnRestore", dependencies: ["CairnBolt", "CairnLMDB", "CairnMVCC", "CairnBackend"],
+            swiftSettings: strict),
 
         // Storage.
         .target(name: "CairnBackend", swiftSettings: strict),
@@ -185,7 +190,7 @@ let package = Package(
             name: "cairn",
             dependencies: [
                 "CairnMVCC", "CairnLMDB", "CairnFS", "CairnServer", "CairnAPI", "CairnGRPC", "CairnBackend",
-                "CairnConfig", "CairnMetrics",
+                "CairnConfig", "CairnMetrics", "CairnRestore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

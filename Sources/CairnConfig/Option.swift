@@ -21,6 +21,7 @@ enum Option: String, CaseIterable {
     case listenMetricsURLs = "listen-metrics-urls"
     case logLevel = "log-level"
     case configFile = "config-file"
+    case initialEtcdSnapshot = "initial-etcd-snapshot"
     case version
     case help
 
@@ -106,6 +107,7 @@ enum Option: String, CaseIterable {
             configuration.logLevel = level
         case .quotaBackendBytes: configuration.quotaBackendBytes = try GoNumber.parseSigned(text)
         case .configFile: configuration.configFile = text.isEmpty ? nil : text
+        case .initialEtcdSnapshot: configuration.initialEtcdSnapshot = text.isEmpty ? nil : text
         case .version, .help: _ = try GoNumber.parseBool(text)
         default: preconditionFailure("option \(self.rawValue) has no storage")
         }

@@ -16,6 +16,8 @@ extension ServerConfiguration {
           --name 'default'                      Human-readable name of this member.
           --data-dir '${name}.cairn'            Data directory.
           --wal-dir ''                          Dedicated WAL directory (default: inside the data directory).
+          --initial-etcd-snapshot ''            First start only: build the data directory from this etcd 3.4
+                                                snapshot file (as cairnctl snapshot restore does), then serve it.
           --snapshot-count '100000'             Committed entries between two snapshots.
           --heartbeat-interval '100'            Heartbeat interval, in milliseconds.
           --election-timeout '1000'             Election timeout, in milliseconds (at least 5 heartbeats, at most 50000).

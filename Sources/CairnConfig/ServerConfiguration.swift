@@ -19,6 +19,9 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var dataDirectory = ""
     /// etcd's `--wal-dir`: a dedicated WAL directory; nil means inside the data dir.
     public var walDirectory: String?
+    /// Cairn's own: on a first start (no member in the data dir yet), build the keyspace from
+    /// this etcd 3.4 snapshot file, as `cairnctl snapshot restore` does, then start on it.
+    public var initialEtcdSnapshot: String?
     /// etcd's `--listen-client-urls`.
     public var listenClientURLs = [ServerURL.defaultClient]
     /// etcd's `--advertise-client-urls`.

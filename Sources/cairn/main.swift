@@ -7,6 +7,7 @@ import CairnFS
 import CairnGRPC
 import CairnLMDB
 import CairnMVCC
+import CairnRestore
 import CairnServer
 import Foundation
 import Logging
@@ -63,6 +64,47 @@ enum ServerMain {
     static let version = "0.1.0"
     static let etcdVersion = "3.4.0"
 
+    /// `--initial-etcd-snapshot`: on a first start, the data dir is built from an etcd 3.4
+    /// snapshot file exactly as `cairnctl snapshot restore` builds it (verified first, built
+    /// beside the target and renamed into place); once a member exists the flag is ignored,
+    /// as etcd ignores its bootstrap flags on a restart.
+    static func restoreOnFirstStart(
+        from snapshot: String, _ config: ServerConfiguration, _ options: ServerOptions, logger: Logger
+    ) throws {
+        let fm = FileManager.default
+        if fm.fileExists(atPath: options.memberDirectory) {
+            logger.info(
+                "--initial-etcd-snapshot ignored: the data dir already holds a member",
+                metadata: ["data-dir": "\(options.dataDirectory)"])
+            return
+        }
+        if let leftovers = try? fm.contentsOfDirectory(atPath: options.dataDirectory) {
+            guard leftovers.isEmpty else {
+                logger.error(
+                    "--initial-etcd-snapshot: \(options.dataDirectory) exists and is not empty but holds no member; refusing to restore over it")
+                throw ExitCode(1)
+            }
+            try fm.removeItem(atPath: options.dataDirectory)
+        }
+        let cluster = config.initialCluster.flatMap { m in m.peerURLs.map { "\(m.name)=\($0.string)" } }
+        let restore = EtcdSnapshotRestore(
+            snapshotPath: snapshot, dataDirectory: options.dataDirectory, name: config.name,
+            initialCluster: cluster.joined(separator: ","), initialClusterToken: config.initialClusterToken,
+            peerURLs: config.initialAdvertisePeerURLs.map(\.string).joined(separator: ","), skipHashCheck: false)
+        do {
+            let summary = try restore.run()
+            logger.notice(
+                "data dir built from an etcd snapshot",
+                metadata: [
+                    "snapshot": "\(snapshot)", "data-dir": "\(options.dataDirectory)", "revision": "\(summary.revision)",
+                    "keys": "\(summary.keys)", "leases": "\(summary.leases)",
+                ])
+        } catch {
+            logger.error("--initial-etcd-snapshot: \(error)")
+            throw ExitCode(1)
+        }
+    }
+
     static func run(_ config: ServerConfiguration, logger: Logger) async throws {
         var options = ServerOptions(dataDirectory: config.dataDirectory)
         options.name = config.name
@@ -81,6 +123,9 @@ enum ServerMain {
             logger.error(
                 "this build serves one member only; --initial-cluster lists \(config.initialCluster.count) (multi-member clusters are not supported yet)")
             throw ExitCode(1)
+        }
+        if let snapshot = config.initialEtcdSnapshot {
+            try restoreOnFirstStart(from: snapshot, config, options, logger: logger)
         }
         let metrics = PrometheusMetrics()
         metrics.bootstrapMetricsSystem()

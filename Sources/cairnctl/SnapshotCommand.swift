@@ -1,5 +1,6 @@
 import ArgumentParser
 import CairnBolt
+import CairnRestore
 import CairnClient
 import CairnProto
 import Foundation
@@ -116,12 +117,14 @@ struct SnapshotCommand: AsyncParsableCommand {
 
         func execute(_ context: CommandContext) async throws {
             guard self.args.count == 1 else { throw CtlError.badArgs("snapshot restore requires exactly one argument") }
-            let request = SnapshotRestore(
+            let request = EtcdSnapshotRestore(
                 snapshotPath: self.args[0], dataDirectory: self.dataDir.isEmpty ? self.name + ".etcd" : self.dataDir,
                 name: self.name, initialCluster: self.initialCluster, initialClusterToken: self.initialClusterToken,
                 peerURLs: self.initialAdvertisePeerURLs, skipHashCheck: self.skipHashCheck)
-            let summary: SnapshotRestore.Summary
-            do { summary = try request.run() } catch let e as CtlError { throw e } catch {
+            let summary: EtcdSnapshotRestore.Summary
+            do { summary = try request.run() } catch EtcdSnapshotRestore.Failure.badArguments(let message) {
+                throw CtlError.badArgs(message)
+            } catch {
                 throw CtlError(exitCode: CtlError.exitError, message: "\(error)")
             }
             emit(

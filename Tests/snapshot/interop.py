@@ -61,13 +61,13 @@ def run(argv, stdin=None):
 class Member:
     """etcd or cairn, one member on free local ports."""
 
-    def __init__(self, binary, data_dir, name, peer_url, workdir):
+    def __init__(self, binary, data_dir, name, peer_url, workdir, extra=()):
         self.client_url = "http://127.0.0.1:%d" % free_port()
         self.log_path = os.path.join(workdir, os.path.basename(data_dir) + ".log")
         argv = [binary, "--name", name, "--data-dir", data_dir,
                 "--listen-client-urls", self.client_url, "--advertise-client-urls", self.client_url,
                 "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
-                "--initial-cluster", "%s=%s" % (name, peer_url)]
+                "--initial-cluster", "%s=%s" % (name, peer_url)] + list(extra)
         with open(self.log_path, "wb") as f:
             self.proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          start_new_session=True)
@@ -217,6 +217,29 @@ def main():
         bad = diff(expected, got)
         check(not bad, "cairn answers get --rev=1..%d and the leases as etcd did%s" %
               (last, "" if not bad else ": differs at %s, e.g. etcd %r cairn %r" % (bad, expected[bad[0]], got.get(bad[0]))))
+
+        # The same file through cairn's start-up path (--initial-etcd-snapshot, first start only).
+        name2, peer2 = "cairn-started", "http://127.0.0.1:%d" % free_port()
+        started_dir = os.path.join(work, "cairn-started")
+        s = Member(cairn, started_dir, name2, peer2, work, extra=["--initial-etcd-snapshot", etcd_snap])
+        members.append(s)
+        got = answers(s, compact_at, last, leases)
+        bad = diff(expected, got)
+        check(not bad, "cairn --initial-etcd-snapshot answers get --rev=1..%d and the leases as etcd did%s" %
+              (last, "" if not bad else ": differs at %s" % bad))
+        s.must("put", "after-start", "x")
+        s.stop()
+        s = Member(cairn, started_dir, name2, peer2, work, extra=["--initial-etcd-snapshot", etcd_snap])
+        members.append(s)
+        check(s.must("get", "after-start", "--print-value-only").strip() == "x",
+              "on a restart --initial-etcd-snapshot is ignored and the member keeps its writes")
+        s.stop()
+        code, out, err = run([cairn, "--data-dir", os.path.join(work, "cairn-bad-start"), "--initial-etcd-snapshot",
+                              os.path.join(work, "no-such.snap")])
+        check(code == 1 and "--initial-etcd-snapshot" in err + out and
+              not os.path.exists(os.path.join(work, "cairn-bad-start", "member")),
+              "cairn --initial-etcd-snapshot with a missing file exits 1 with the reason and creates no member (%s)" %
+              (err.strip()[-300:] or out.strip()[-300:]))
 
         # The restored member restarts as any other (its WAL now exists).
         c.stop()

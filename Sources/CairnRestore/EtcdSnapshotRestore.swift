@@ -4,7 +4,8 @@ import CairnLMDB
 import CairnMVCC
 import Foundation
 
-/// `snapshot restore`: an etcd 3.4 snapshot file into a new Cairn data directory.
+/// An etcd 3.4 snapshot file into a new Cairn data directory: `cairnctl snapshot restore`, and
+/// `cairn --initial-etcd-snapshot` on a first start.
 ///
 /// ## The directory it makes
 /// `<data-dir>/member/keyspace`: the LMDB keyspace holding the snapshot's `key` bucket (every
@@ -24,21 +25,46 @@ import Foundation
 /// value as the keyspace decodes them. The directory is built beside the target
 /// (`<data-dir>.restoring-<random>`) and renamed into place only when complete; on any
 /// failure it is removed and the target does not exist.
-struct SnapshotRestore {
-    var snapshotPath: String
-    var dataDirectory: String
-    var name: String
-    var initialCluster: String
-    var initialClusterToken: String
-    var peerURLs: String
-    var skipHashCheck: Bool
+public struct EtcdSnapshotRestore: Sendable {
+    public var snapshotPath: String
+    public var dataDirectory: String
+    public var name: String
+    public var initialCluster: String
+    public var initialClusterToken: String
+    public var peerURLs: String
+    public var skipHashCheck: Bool
 
-    struct Summary {
-        var revision: Int64
-        var keys: Int
-        var revisions: Int
-        var compactedRevision: Int64
-        var leases: Int
+    public init(
+        snapshotPath: String, dataDirectory: String, name: String, initialCluster: String, initialClusterToken: String,
+        peerURLs: String, skipHashCheck: Bool
+    ) {
+        self.snapshotPath = snapshotPath
+        self.dataDirectory = dataDirectory
+        self.name = name
+        self.initialCluster = initialCluster
+        self.initialClusterToken = initialClusterToken
+        self.peerURLs = peerURLs
+        self.skipHashCheck = skipHashCheck
+    }
+
+    public struct Summary: Sendable {
+        public var revision: Int64
+        public var keys: Int
+        public var revisions: Int
+        public var compactedRevision: Int64
+        public var leases: Int
+    }
+
+    /// Why a restore was refused or failed; nothing is left in the target directory.
+    public enum Failure: Error, CustomStringConvertible {
+        /// The arguments are malformed (a bad `--initial-cluster` entry).
+        case badArguments(String)
+        case failed(String)
+        public var description: String {
+            switch self {
+            case .badArguments(let m), .failed(let m): return m
+            }
+        }
     }
 
     /// Entries per backend write transaction while copying.
@@ -48,22 +74,20 @@ struct SnapshotRestore {
     /// `meta` entries not copied: the applied index belongs to the source's Raft log.
     static let droppedMetaKeys: Set<[UInt8]> = [Array("consistent_index".utf8)]
 
-    func run() throws -> Summary {
+    public func run() throws -> Summary {
         try self.checkMembership()
         if FileManager.default.fileExists(atPath: self.dataDirectory) {
-            throw CtlError(exitCode: CtlError.exitError, message: "data-dir \"\(self.dataDirectory)\" exists")
+            throw Failure.failed("data-dir \"\(self.dataDirectory)\" exists")
         }
         let reader: BoltReader
         do { reader = try EtcdSnapshot.open(path: self.snapshotPath, skipHashCheck: self.skipHashCheck) } catch {
-            throw CtlError(exitCode: CtlError.exitError, message: "\(self.snapshotPath): \(error)")
+            throw Failure.failed("\(self.snapshotPath): \(error)")
         }
         let staging = self.dataDirectory + ".restoring-\(UInt64.random(in: 0...UInt64.max))"
         do {
             let summary = try self.build(from: reader, in: staging)
             guard rename(staging, self.dataDirectory) == 0 else {
-                throw CtlError(
-                    exitCode: CtlError.exitError,
-                    message: "could not rename \(staging) to \(self.dataDirectory): \(String(cString: strerror(errno)))")
+                throw Failure.failed("could not rename \(staging) to \(self.dataDirectory): \(String(cString: strerror(errno)))")
             }
             Self.syncDirectory((self.dataDirectory as NSString).deletingLastPathComponent)
             return summary
@@ -75,26 +99,22 @@ struct SnapshotRestore {
 
     /// etcd's bootstrap checks: this member is in `--initial-cluster` with exactly its peer URLs.
     /// Cairn runs one member, so the cluster must name only this one.
-    func checkMembership() throws(CtlError) {
+    func checkMembership() throws(Failure) {
         var members: [String: [String]] = [:]
         for item in self.initialCluster.split(separator: ",") {
             let parts = item.split(separator: "=", maxSplits: 1)
-            guard parts.count == 2 else { throw .badArgs("invalid --initial-cluster entry \"\(item)\": want name=url") }
+            guard parts.count == 2 else { throw .badArguments("invalid --initial-cluster entry \"\(item)\": want name=url") }
             members[String(parts[0]), default: []].append(String(parts[1]))
         }
         guard let urls = members[self.name] else {
-            throw CtlError(exitCode: CtlError.exitError, message: "couldn't find local name \"\(self.name)\" in the initial cluster configuration")
+            throw Failure.failed("couldn't find local name \"\(self.name)\" in the initial cluster configuration")
         }
         let advertised = self.peerURLs.split(separator: ",").map(String.init)
         guard urls.sorted() == advertised.sorted() else {
-            throw CtlError(
-                exitCode: CtlError.exitError,
-                message: "--initial-cluster has \(self.name)=\(urls.joined(separator: ",")) but missing from --initial-advertise-peer-urls=\(self.peerURLs)")
+            throw Failure.failed("--initial-cluster has \(self.name)=\(urls.joined(separator: ",")) but missing from --initial-advertise-peer-urls=\(self.peerURLs)")
         }
         guard members.count == 1 else {
-            throw CtlError(
-                exitCode: CtlError.exitError,
-                message: "--initial-cluster names \(members.count) members; a Cairn data directory is for a one-member cluster")
+            throw Failure.failed("--initial-cluster names \(members.count) members; a Cairn data directory is for a one-member cluster")
         }
     }
 
@@ -132,7 +152,7 @@ struct SnapshotRestore {
             // Opening the keyspace decodes every revision and lease, as the server will.
             let keyspace: Keyspace<LMDBBackend>
             do { keyspace = try Keyspace(backend: backend) } catch {
-                throw CtlError(exitCode: CtlError.exitError, message: "\(self.snapshotPath): not a usable etcd keyspace: \(error)")
+                throw Failure.failed("\(self.snapshotPath): not a usable etcd keyspace: \(error)")
             }
             // (stats(), not a read transaction's count: under cross-module optimization a plain
             // release build referenced LMDBReading.count, which CairnLMDB does not export.)
