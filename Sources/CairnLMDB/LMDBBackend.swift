@@ -87,6 +87,7 @@ public final class LMDBBackend: StorageBackend, @unchecked Sendable {
         if mkdir(path, 0o700) != 0 && errno != EEXIST {
             throw .cannotOpen(path: path, reason: String(cString: strerror(errno)))
         }
+        Self.removeDefragmentLeftovers(path)  // a crash mid-defragmentation leaves its copy
         // Start from the existing file's size when it is larger than the initial map.
         var st = stat()
         var initial = min(options.initialMapSizeBytes, configuration.quotaBytes)
@@ -314,12 +315,18 @@ public final class LMDBBackend: StorageBackend, @unchecked Sendable {
 
     private func defragmentHoldingWriter() throws(BackendError) -> (beforeBytes: Int64, afterBytes: Int64) {
         let before = fileSize(path + "/data.mdb")
-        let tmp = path + "/defrag.tmp"
-        _ = unlink(tmp + "/data.mdb")
-        _ = unlink(tmp + "/lock.mdb")
-        try copyCompacted(to: tmp)
-        _ = chmod(tmp + "/data.mdb", 0o600)  // as the store it replaces (the copy gets the umask's mode)
-        try fsyncPath(tmp + "/data.mdb")
+        let tmp = Self.defragmentDirectory(path)
+        Self.removeDefragmentLeftovers(path)
+        // A failed copy (a full disk is the usual reason to defragment) must not leave its
+        // partial file behind to keep the disk full.
+        do {
+            try copyCompacted(to: tmp)
+            _ = chmod(tmp + "/data.mdb", 0o600)  // as the store it replaces (the copy gets the umask's mode)
+            try fsyncPath(tmp + "/data.mdb")
+        } catch {
+            Self.removeDefragmentLeftovers(path)
+            throw error
+        }
         let renamed: Result<Void, BackendError> = gate.exclusive {
             let idle = pool.withLock { p -> [TxnHandle] in
                 let all = p
@@ -347,11 +354,20 @@ public final class LMDBBackend: StorageBackend, @unchecked Sendable {
             }
             fatalError("LMDB: cannot reopen \(path) after defragmentation: \(String(describing: lastError))")
         }
+        Self.removeDefragmentLeftovers(path)
         try renamed.get()
         try fsyncPath(path)
+        return (before, fileSize(path + "/data.mdb"))
+    }
+
+    static func defragmentDirectory(_ path: String) -> String { path + "/defrag.tmp" }
+
+    /// Removes what an interrupted or failed defragmentation left (never the live store).
+    static func removeDefragmentLeftovers(_ path: String) {
+        let tmp = defragmentDirectory(path)
+        _ = unlink(tmp + "/data.mdb")
         _ = unlink(tmp + "/lock.mdb")
         _ = rmdir(tmp)
-        return (before, fileSize(path + "/data.mdb"))
     }
 
     /// A new environment on `path` with the same flags, map size and table handles.

@@ -525,7 +525,7 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
     static var memoryTrimIntervalNanoseconds: UInt64 { 5_000_000_000 }
 
     private func watchdogLoop() {
-        let periodNanoseconds = min(requestTimeoutNanoseconds / 4, 500_000_000)
+        let periodNanoseconds = max(min(requestTimeoutNanoseconds / 4, 500_000_000), 10_000_000)
         var nextTrim = monotonicNanoseconds() + Self.memoryTrimIntervalNanoseconds
         while true {
             let stop = watchdogStop.withLock(waitingUntil: { $0 }, deadline: monotonicNanoseconds() + periodNanoseconds) { $0 }
@@ -541,12 +541,8 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
                 nextTrim = now + Self.memoryTrimIntervalNanoseconds
             }
             let expired = pending.withLock { p -> [PendingCall] in
-                var out: [PendingCall] = []
-                for (id, call) in p.calls where call.deadline <= now {
-                    out.append(call)
-                    p.calls.removeValue(forKey: id)
-                }
-                return out
+                let ids = p.calls.compactMap { $0.value.deadline <= now ? $0.key : nil }
+                return ids.compactMap { p.calls.removeValue(forKey: $0) }
             }
             if !expired.isEmpty {
                 logger.warning("requests timed out waiting to be applied", metadata: ["count": "\(expired.count)"])

@@ -78,6 +78,13 @@ enum ServerMain {
                 metadata: ["data-dir": "\(options.dataDirectory)"])
             return
         }
+        if let segments = try? fm.contentsOfDirectory(atPath: options.resolvedWALDirectory),
+            segments.contains(where: { $0.hasSuffix(".wal") })
+        {
+            logger.error(
+                "--initial-etcd-snapshot: \(options.resolvedWALDirectory) holds another member's WAL; refusing to restore beside it")
+            throw ExitCode(1)
+        }
         if let leftovers = try? fm.contentsOfDirectory(atPath: options.dataDirectory) {
             guard leftovers.isEmpty else {
                 logger.error(

@@ -281,7 +281,11 @@ func keys<B: StorageBackend>(_ backend: B, _ t: Table, from: String, to: String?
         // Writes go on, and survive a reopen.
         try b.write { tx in try tx.put(t, k("after"), k("defrag")) }
         #expect(!FileManager.default.fileExists(atPath: dir + "/defrag.tmp"))
+        // A copy left by a crash mid-defragmentation is removed at the next open.
+        try FileManager.default.createDirectory(atPath: dir + "/defrag.tmp", withIntermediateDirectories: true)
+        try Data(repeating: 1, count: 4096).write(to: URL(fileURLWithPath: dir + "/defrag.tmp/data.mdb"))
         let reopened = try LMDBBackend(path: dir, configuration: config)
+        #expect(!FileManager.default.fileExists(atPath: dir + "/defrag.tmp"))
         #expect(try reopened.read { try $0.get(reopened.table(named: "t"), k("after")) } == k("defrag"))
         #expect(try reopened.stats().entriesByTable["t"] == 201)
     }
