@@ -137,6 +137,10 @@ struct ServerTests {
         m = try Member.start(dir, snapshotCount: 50)
         defer { m.server.stop() }
         try await m.waitLeader()
+        // The entries after the snapshot are applied again by the applier after start; a
+        // linearizable barrier waits for them (a serializable read right after a restart may
+        // be behind, as with etcd).
+        try await m.server.linearizableBarrier()
         #expect(m.server.keyspace.revision == rev)
         for i in 350..<400 { #expect(try await m.get("k\(i % 50)") == "v\(i)") }
     }
