@@ -71,7 +71,11 @@ struct BadInputTests {
                     }
                 }
                 tasks.addTask {
+                    // At least 1.5 s and 200 acknowledged writes (a loaded machine may be slow).
                     try? await Task.sleep(for: .milliseconds(1500))
+                    for _ in 0..<600 where acks.writes.withLock({ $0.count }) < 200 {
+                        try? await Task.sleep(for: .milliseconds(50))
+                    }
                     member.kill9()
                 }
             }
