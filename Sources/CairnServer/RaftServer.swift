@@ -18,7 +18,9 @@ import Glibc
 /// Threads (all dedicated OS threads, never Swift tasks or event loops, because they block):
 /// - the **Raft loop** owns the `RawNode` and its in-memory log. It takes queued proposals
 ///   and reads in batches, ticks the clock, writes each `Ready` to the WAL with one group
-///   commit, and hands committed entries to the applier.
+///   commit (on its own thread when the WAL is idle), and hands committed entries to the
+///   applier, or applies a small batch itself when the applier is idle (light load: one
+///   thread switch fewer per write).
 /// - the **applier** applies committed entries in batched keyspace transactions (recording the
 ///   applied index in the same transaction), completes the waiting requests, wakes watchers
 ///   and readers, and triggers snapshots.
@@ -118,6 +120,9 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
         var entries: [Entry] = []
         /// When the oldest of `entries` was queued (monotonic ns; 0 when none).
         var entriesSinceNanoseconds: UInt64 = 0
+        /// A batch is being applied (by the applier, or inline by the Raft loop): applies never
+        /// overlap, and run in log order.
+        var applying = false
         var stopping = false
         var stopped = false
     }
@@ -143,7 +148,8 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
 
     /// etcd's `AlarmType.NOSPACE`.
     static var noSpaceAlarm: Int { 1 }
-    /// When the applier last compared the backend's size with the quota (monotonic ns).
+    /// When the quota was last compared with the backend's size (monotonic ns). Touched only by
+    /// the thread that holds `ApplyQueue.applying` (the applier, or the Raft loop applying inline).
     private var lastQuotaCheck: UInt64 = 0
 
     public struct AlarmKey: Hashable, Sendable {
@@ -339,11 +345,11 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
             try node.campaign()
         }
         let started = [
-            OSThread.start { [self] in self.raftLoop() },
-            OSThread.start { [self] in self.applyLoop() },
-            OSThread.start { [self] in self.snapshotLoop() },
+            OSThread.start(name: "cairn-raft") { [self] in self.raftLoop() },
+            OSThread.start(name: "cairn-apply") { [self] in self.applyLoop() },
+            OSThread.start(name: "cairn-snapshot") { [self] in self.snapshotLoop() },
         ]
-        threads.withLock { $0 = started + [OSThread.start { [self] in self.watchdogLoop() }] }
+        threads.withLock { $0 = started + [OSThread.start(name: "cairn-watchdog") { [self] in self.watchdogLoop() }] }
         watchHub.start()
     }
 
@@ -403,7 +409,8 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
         return try result.get()
     }
 
-    /// Queues `request`; `complete` runs on the applier thread (or at once on failure).
+    /// Queues `request`; `complete` runs where the entry is applied (the applier, or the Raft
+    /// loop for a small batch, see `applyInlineIfIdle`), or at once on failure.
     /// `encoded` is the request's etcd message as received; the log entry carries it as is.
     func submit(
         _ request: ServerRequest, encoded: ByteBuffer? = nil,
@@ -713,6 +720,7 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
     }
 
     private func enqueueApply(_ entries: [Entry]) {
+        if Self.appliesInline(entries, maxEntries: options.maxApplyBatchEntries), applyInlineIfIdle(entries) { return }
         // Backpressure: the Raft loop waits while the applier is far behind.
         applyQueue.withLock(waitingUntil: { $0.entries.count < self.options.maxApplyBacklogEntries || $0.stopped }) { q in
             if q.entries.isEmpty { q.entriesSinceNanoseconds = monotonicNanoseconds() }
@@ -720,6 +728,45 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
         }
         applyQueue.broadcast()
         if let last = entries.last { published.withLock { $0.committedIndex = max($0.committedIndex, last.index) } }
+    }
+
+    /// Whether the Raft loop may apply `entries` itself: a few puts (at most 8, and at most
+    /// `maxEntries`) and the leader's empty entry. Work of unbounded cost (a range delete, a
+    /// txn, a compaction, lease revocation) always goes to the applier, so the Raft loop never
+    /// stops ticking, proposing or answering reads for long.
+    static func appliesInline(_ entries: [Entry], maxEntries: Int) -> Bool {
+        guard entries.count <= min(8, maxEntries) else { return false }
+        for e in entries where e.type != .normal || !(e.data.isEmpty || e.data[0] == EntryCodec.Kind.put.rawValue) {
+            return false
+        }
+        return true
+    }
+
+    /// Light load: a small batch with nothing queued or being applied ahead of it is applied
+    /// on the Raft loop, which saves waking the applier (a thread switch, 15-30 µs on a VM, on
+    /// every write of a lone client). Larger batches go to the applier, so that under load the
+    /// next WAL write overlaps the apply of the last. Returns false if the batch must queue.
+    private func applyInlineIfIdle(_ entries: [Entry]) -> Bool {
+        let claimed = applyQueue.withLock { q -> Bool in
+            guard q.entries.isEmpty, !q.applying, !q.stopping else { return false }
+            q.applying = true
+            return true
+        }
+        guard claimed else { return false }
+        let queuedAt = monotonicNanoseconds()
+        if published.current.halted == nil {
+            apply(entries)
+            applyStage.recordNanoseconds(Int64(monotonicNanoseconds() &- queuedAt))
+        }
+        // The applier can only be waiting for `applying` to clear if entries were queued or a
+        // stop began meanwhile (neither happens while the Raft loop is here; checked anyway).
+        let applierWaits = applyQueue.withLock { q -> Bool in
+            q.applying = false
+            return !q.entries.isEmpty || q.stopping
+        }
+        if applierWaits { applyQueue.broadcast() }
+        if let last = entries.last { published.withLock { $0.committedIndex = max($0.committedIndex, last.index) } }
+        return true
     }
 
     // MARK: Leases (leader)
@@ -848,9 +895,10 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
 
     private func applyLoop() {
         while true {
-            let (batch, queuedSince) = applyQueue.withLock(waitingUntil: { !$0.entries.isEmpty || $0.stopping }) {
+            let (batch, queuedSince) = applyQueue.withLock(waitingUntil: { (!$0.entries.isEmpty || $0.stopping) && !$0.applying }) {
                 q -> ([Entry], UInt64) in
                 let n = min(q.entries.count, options.maxApplyBatchEntries)
+                if n > 0 { q.applying = true }
                 let b = Array(q.entries.prefix(n))
                 let since = q.entriesSinceNanoseconds
                 q.entries.removeFirst(n)
@@ -865,6 +913,7 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
                 apply(batch)
                 if queuedSince != 0 { applyStage.recordNanoseconds(Int64(monotonicNanoseconds() &- queuedSince)) }
             }
+            applyQueue.withLock { $0.applying = false }
         }
     }
 
@@ -953,7 +1002,7 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
         }
     }
 
-    /// Applier thread: raises NOSPACE (through Raft, as etcd does) once the backend's data
+    /// Applying (applier or inline): raises NOSPACE (through Raft, as etcd does) once the backend's data
     /// reaches the quota. Writes that can grow it are then refused before they are proposed;
     /// reads, deletes, compaction and disarming keep working. Checked at most every 100 ms.
     private func checkQuota() {

@@ -99,7 +99,7 @@ public final class WatchHub<Backend: StorageBackend>: @unchecked Sendable {
     }
 
     func start() {
-        let t = OSThread.start { [self] in self.run() }
+        let t = OSThread.start(name: "cairn-watch") { [self] in self.run() }
         thread.withLock { $0 = t }
     }
 
@@ -149,8 +149,13 @@ public final class WatchHub<Backend: StorageBackend>: @unchecked Sendable {
 
     /// New revisions were committed (or a blocked stream drained): look again.
     public func notify() {
-        state.withLock { $0.dirty = true }
-        state.broadcast()
+        // With no watcher there is nothing to look at, and waking the hub's thread after every
+        // applied batch would cost two context switches for nothing; `add` wakes it.
+        let anyWatcher = state.withLock { s -> Bool in
+            s.dirty = true
+            return !s.watchers.isEmpty
+        }
+        if anyWatcher { state.broadcast() }
     }
 
     private func run() {

@@ -69,17 +69,25 @@ public final class LockedCondition<State>: @unchecked Sendable {
         return body(&state)
     }
 
-    /// Wakes every waiter.
+    /// Wakes every waiter. Call it after the state change, once `withLock` has returned.
+    ///
+    /// The mutex is not taken: a woken waiter would otherwise find it held and block on it a
+    /// second time (seen as futex lock waits on the Raft loop under load). No wake-up is lost:
+    /// the state changed under the mutex, so a waiter either saw the change when it checked its
+    /// condition or was already waiting (it releases the mutex only inside `pthread_cond_wait`)
+    /// when this runs. With no waiter, glibc returns without a system call.
     public func broadcast() {
-        pthread_mutex_lock(mutex)
         pthread_cond_broadcast(cond)
-        pthread_mutex_unlock(mutex)
     }
 }
 
 private final class ThreadBody {
+    let name: String?
     let body: () -> Void
-    init(_ body: @escaping () -> Void) { self.body = body }
+    init(_ name: String?, _ body: @escaping () -> Void) {
+        self.name = name
+        self.body = body
+    }
 }
 
 /// A joinable OS thread.
@@ -87,13 +95,17 @@ public struct OSThread: @unchecked Sendable {
     // pthread_t is an integer handle on Linux; it is only passed to pthread_join.
     let handle: pthread_t
 
-    public static func start(_ body: @escaping @Sendable () -> Void) -> OSThread {
-        let box = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
+    /// Starts `body` on a new thread. `name` (at most 15 bytes are kept, Linux's limit) is what
+    /// `top -H`, `perf` and `/proc/PID/task/*/comm` show; without one the thread inherits its
+    /// creator's name.
+    public static func start(name: String? = nil, _ body: @escaping @Sendable () -> Void) -> OSThread {
+        let box = Unmanaged.passRetained(ThreadBody(name, body)).toOpaque()
         var t = pthread_t()
         let r = pthread_create(
             &t, nil,
             { arg in
                 let b = Unmanaged<ThreadBody>.fromOpaque(arg!).takeRetainedValue()
+                if let name = b.name { _ = glibcSetThreadName(pthread_self(), String(decoding: name.utf8.prefix(15), as: UTF8.self)) }
                 b.body()
                 return nil
             }, box)
@@ -105,3 +117,8 @@ public struct OSThread: @unchecked Sendable {
         pthread_join(handle, nil)
     }
 }
+
+// glibc's pthread_setname_np is a GNU extension the Glibc module does not import; the symbol
+// has this C signature (pthread_t is an unsigned long on Linux).
+@_silgen_name("pthread_setname_np")
+private func glibcSetThreadName(_ thread: pthread_t, _ name: UnsafePointer<CChar>) -> Int32

@@ -55,6 +55,8 @@ public struct WALStatistics: Sendable, Equatable {
     public var bytes: Int64 = 0
     /// Segments cut.
     public var segmentsCut = 0
+    /// Of `syncs`, the writes a blocking appender made on its own thread (the WAL was idle).
+    public var inlineSyncs = 0
 }
 
 /// A segmented, checksummed write-ahead log with group commit.
@@ -64,6 +66,13 @@ public struct WALStatistics: Sendable, Equatable {
 /// with one `pwrite` and makes it durable with one `fdatasync`, then wakes the
 /// appenders of that batch. A batch therefore closes when the previous sync
 /// returns. A second thread prepares the next segment file off the write path.
+///
+/// A blocking appender (`appendAndSync`, the Raft loop's path) that finds nothing queued and
+/// no batch being written writes and syncs its records on its own thread instead: handing them
+/// to the writer thread and being woken again costs two thread switches (tens of µs each on a
+/// VM) on every write of a lone appender. Exactly one thread writes at a time
+/// (`SharedState.writing`); appenders that arrive meanwhile queue for the writer thread, which
+/// takes them when the write in progress ends.
 /// After any failed write or sync the WAL stops: the failed batch and everything
 /// queued are failed with `WALError.stopped`, and later appends are refused.
 public final class WAL: Sendable {
@@ -90,6 +99,9 @@ public final class WAL: Sendable {
         var nextIndex: UInt64
         var stopped: WALError?
         var closing = false
+        /// A batch is being written (by the writer thread or an inline appender); the holder
+        /// owns `WriterContext` until it clears this.
+        var writing = false
         var segments: [WALSegmentFile]
         var statistics = WALStatistics()
     }
@@ -109,8 +121,8 @@ public final class WAL: Sendable {
             preallocation: configuration.preallocation, fileSystem: configuration.fileSystem)
         self.threads = LockedCondition([])
         let started = [
-            OSThread.start { [self] in self.writerLoop() },
-            OSThread.start { [allocator] in allocator.run() },
+            OSThread.start(name: "wal-writer") { [self] in self.writerLoop() },
+            OSThread.start(name: "wal-segments") { [allocator] in allocator.run() },
         ]
         threads.withLock { $0 = started }
     }
@@ -377,6 +389,11 @@ public final class WAL: Sendable {
     /// Appends records and blocks the calling thread until they are durable.
     /// For the Raft loop's own (non-cooperative) thread; do not call from a Swift task.
     public func appendAndSync(_ records: [WALRecord]) throws(WALError) {
+        switch writeInlineIfIdle(records) {
+        case .written: return
+        case .failed(let error): throw error
+        case .busy: break
+        }
         let completion = Completion()
         enqueue(records, assignIndex: nil) { completion.complete($0) }
         if let error = completion.wait() { throw error }
@@ -412,11 +429,9 @@ public final class WAL: Sendable {
         _ records: [WALRecord], assignIndex: (UInt64, WALEntryType, [UInt8], IndexBox)?,
         completion: @escaping @Sendable (WALError?) -> Void
     ) {
-        // The reader treats a longer payload as damage: refuse it before it is acknowledged.
-        var largest = assignIndex.map { WALRecord.entry(WALEntry(term: 0, index: 0, data: $0.2)).payloadBytes } ?? 0
-        for r in records { largest = max(largest, r.payloadBytes) }
-        if largest > WALFormat.maxPayloadBytes {
-            completion(.recordTooLarge(payloadBytes: largest, maxPayloadBytes: WALFormat.maxPayloadBytes))
+        let extra = assignIndex.map { [WALRecord.entry(WALEntry(term: 0, index: 0, data: $0.2))] } ?? []
+        if let tooLarge = Self.oversized(records + extra) {
+            completion(tooLarge)
             return
         }
         var records = records
@@ -428,15 +443,7 @@ public final class WAL: Sendable {
                 box.value.store(index, ordering: .releasing)
                 records = [.entry(WALEntry(term: term, index: index, type: type, data: data))]
             }
-            var bytes = 0
-            for r in records {
-                bytes += WALFormat.frameBytes(payloadBytes: r.payloadBytes)
-                switch r {
-                case .entry(let e): s.nextIndex = e.index &+ 1
-                case .snapshot(let m): s.nextIndex = max(s.nextIndex, m.index &+ 1)
-                default: break
-                }
-            }
+            let bytes = Self.account(records, &s)
             let pending = Pending(records: records, frameBytes: bytes, completion: completion)
             if s.waiting.isEmpty && (s.queue.isEmpty || s.queuedBytes + bytes <= configuration.maxQueuedBytes) {
                 s.queue.append(pending)
@@ -451,6 +458,103 @@ public final class WAL: Sendable {
             return
         }
         shared.broadcast()
+    }
+
+    /// The reader treats a longer payload as damage: refuse it before it is acknowledged.
+    private static func oversized(_ records: [WALRecord]) -> WALError? {
+        var largest = 0
+        for r in records { largest = max(largest, r.payloadBytes) }
+        if largest > WALFormat.maxPayloadBytes {
+            return .recordTooLarge(payloadBytes: largest, maxPayloadBytes: WALFormat.maxPayloadBytes)
+        }
+        return nil
+    }
+
+    /// Advances the next index past `records` (lock held); returns their framed size.
+    private static func account(_ records: [WALRecord], _ s: inout SharedState) -> Int {
+        var bytes = 0
+        for r in records {
+            bytes += WALFormat.frameBytes(payloadBytes: r.payloadBytes)
+            switch r {
+            case .entry(let e): s.nextIndex = e.index &+ 1
+            case .snapshot(let m): s.nextIndex = max(s.nextIndex, m.index &+ 1)
+            default: break
+            }
+        }
+        return bytes
+    }
+
+    private enum InlineOutcome {
+        case written
+        case failed(WALError)
+        /// Something is queued or being written: the records must queue behind it.
+        case busy
+    }
+
+    /// Writes and syncs `records` on the calling thread if the WAL is idle (see the type's
+    /// documentation); `.busy` leaves them to the queue.
+    private func writeInlineIfIdle(_ records: [WALRecord]) -> InlineOutcome {
+        if let tooLarge = Self.oversized(records) { return .failed(tooLarge) }
+        let claimed: Result<Pending?, WALError> = shared.withLock { s in
+            if let stopped = s.stopped { return .failure(stopped) }
+            if s.closing { return .failure(.closed) }
+            guard !s.writing, s.queue.isEmpty, s.waiting.isEmpty else { return .success(nil) }
+            s.writing = true
+            let bytes = Self.account(records, &s)
+            return .success(Pending(records: records, frameBytes: bytes, completion: { _ in }))
+        }
+        let pending: Pending
+        switch claimed {
+        case .failure(let error): return .failed(error)
+        case .success(nil): return .busy
+        case .success(let p?): pending = p
+        }
+        let (error, writerWaits) = finishBatch(writeBatch([pending]), [pending], inline: true)
+        // Wake the writer thread only if it waits for this write to end (appenders queued
+        // meanwhile, or a close); otherwise a later enqueue or close wakes it itself.
+        if writerWaits { shared.broadcast() }
+        return error.map { .failed($0) } ?? .written
+    }
+
+    /// Records a written batch (or stops the WAL after a failed one), clears `writing`, and
+    /// completes the batch's appenders, and on failure everything queued. Returns the batch's
+    /// error, and whether the writer thread has work waiting for `writing` to clear.
+    @discardableResult
+    private func finishBatch(
+        _ result: Result<BatchStats, WALError>, _ batch: [Pending], inline: Bool = false
+    ) -> (error: WALError?, writerWaits: Bool) {
+        switch result {
+        case .success(let stats):
+            let cutSegment = stats.cut
+            let writerWaits = shared.withLock { s -> Bool in
+                s.writing = false
+                s.statistics.syncs += 1
+                if inline { s.statistics.inlineSyncs += 1 }
+                s.statistics.records += stats.records
+                s.statistics.bytes += Int64(stats.bytes)
+                if let cutSegment {
+                    s.statistics.segmentsCut += 1
+                    s.segments.append(cutSegment)
+                }
+                return !s.queue.isEmpty || s.closing
+            }
+            for p in batch { p.completion(nil) }
+            return (nil, writerWaits)
+        case .failure(let error):
+            logger.error("wal: stopped after failed write", metadata: ["error": "\(error)"])
+            let rest: [Pending] = shared.withLock { s in
+                s.writing = false
+                s.stopped = error
+                let all = s.queue + s.waiting
+                s.queue = []
+                s.waiting = []
+                s.queuedBytes = 0
+                return all
+            }
+            for p in batch { p.completion(error) }
+            for p in rest { p.completion(error) }
+            return (error, true)
+        }
     }
 
     /// Counters so far.
@@ -535,8 +639,11 @@ public final class WAL: Sendable {
         let maxBatch = configuration.maxBatchBytes
         let maxQueued = configuration.maxQueuedBytes
         while true {
-            let batch: [Pending]? = shared.withLock(waitingUntil: { !$0.queue.isEmpty || $0.closing }) { s in
+            // An inline write in progress owns the writer context; wait for it even when closing,
+            // so `close()` never closes the file under it.
+            let batch: [Pending]? = shared.withLock(waitingUntil: { (!$0.queue.isEmpty || $0.closing) && !$0.writing }) { s in
                 if s.queue.isEmpty { return nil }
+                s.writing = true
                 var n = 0
                 var bytes = 0
                 while n < s.queue.count && (n == 0 || bytes + s.queue[n].frameBytes <= maxBatch) {
@@ -558,33 +665,7 @@ public final class WAL: Sendable {
                 return taken
             }
             guard let batch else { return }
-            let result = writeBatch(batch)
-            switch result {
-            case .success(let stats):
-                let cutSegment = stats.cut
-                shared.withLock { s in
-                    s.statistics.syncs += 1
-                    s.statistics.records += stats.records
-                    s.statistics.bytes += Int64(stats.bytes)
-                    if let cutSegment {
-                        s.statistics.segmentsCut += 1
-                        s.segments.append(cutSegment)
-                    }
-                }
-                for p in batch { p.completion(nil) }
-            case .failure(let error):
-                logger.error("wal: stopped after failed write", metadata: ["error": "\(error)"])
-                let rest: [Pending] = shared.withLock { s in
-                    s.stopped = error
-                    let all = s.queue + s.waiting
-                    s.queue = []
-                    s.waiting = []
-                    s.queuedBytes = 0
-                    return all
-                }
-                for p in batch { p.completion(error) }
-                for p in rest { p.completion(error) }
-            }
+            finishBatch(writeBatch(batch), batch)
         }
     }
 
@@ -594,7 +675,7 @@ public final class WAL: Sendable {
         var cut: WALSegmentFile?
     }
 
-    /// Frames, writes and syncs one batch. Runs on the writer thread only.
+    /// Frames, writes and syncs one batch. Runs only on the thread that set `SharedState.writing`.
     private func writeBatch(_ batch: [Pending]) -> Result<BatchStats, WALError> {
         let ctx = writer
         var total = 0
@@ -677,8 +758,10 @@ public final class WAL: Sendable {
 
 /// The writer thread's own state.
 ///
-/// `@unchecked Sendable`: after `WAL.init` hands it over, only the writer thread
-/// reads or writes these fields (and `close()` after joining that thread).
+/// `@unchecked Sendable`: after `WAL.init` hands it over, only the thread that set
+/// `SharedState.writing` (the writer thread or an inline appender) reads or writes these
+/// fields, and the mutex that guards that flag orders one holder after the next; `close()`
+/// uses them after joining the writer thread, which exits only when no write is in progress.
 final class WriterContext: @unchecked Sendable {
     var file: FSFile
     var sequence: UInt64

@@ -276,3 +276,143 @@ final class FailureCount: @unchecked Sendable {
     func add() { lock.lock(); count += 1; lock.unlock() }
     var value: Int { lock.lock(); defer { lock.unlock() }; return count }
 }
+
+/// `appendAndSync` writes on the caller's thread when the WAL is idle, and queues behind the
+/// writer thread otherwise; both paths share one chain, one index order and one close.
+@Suite struct InlineAppends {
+    @Test func aLoneBlockingAppenderWritesOnItsOwnThread() throws {
+        let dir = makeTempDir()
+        defer { removeTree(dir) }
+        let wal = try WAL.create(directory: dir, metadata: testMetadata, configuration: smallConfig(segmentSizeBytes: 16 << 10), logger: testLogger)
+        for i in 1...UInt64(200) { try wal.appendAndSync([.entry(WALEntry(term: 1, index: i, data: payload(i, size: 300)))]) }
+        let stats = wal.statistics
+        wal.close()
+        #expect(stats.records == 200)
+        #expect(stats.syncs == 200)
+        #expect(stats.inlineSyncs == 200, "nothing else was appending, so no write needed the writer thread")
+        #expect(stats.segmentsCut >= 3, "200 × 332 B over 16 KiB segments: inline writes cut segments too")
+        let (scan, frames) = try scanAll(dir)
+        #expect(scan.problem == nil)
+        #expect(entryIndexes(frames) == Array(1...UInt64(200)))
+    }
+
+    @Test func aBlockingAppenderQueuesBehindAWriteInProgressAndLandsAfterIt() throws {
+        let dir = makeTempDir()
+        defer { removeTree(dir) }
+        let gate = SyncGate()
+        var config = smallConfig()
+        var syscalls = Syscalls.live
+        syscalls.fdatasync = { fd in
+            gate.passIfArmed()
+            return Syscalls.live.fdatasync(fd)
+        }
+        config.fileSystem = FileSystem(syscalls: syscalls)
+        let wal = try WAL.create(directory: dir, metadata: testMetadata, configuration: config, logger: testLogger)
+        gate.arm()
+        // A queued append (the writer thread takes it) whose fdatasync is held at the gate.
+        let first = FailureCount()
+        let done = DispatchGroup()
+        done.enter()
+        Thread {
+            if (try? wal.appendNextAndSync(term: 1, data: [1])) != 1 { first.add() }
+            done.leave()
+        }.start()
+        gate.waitUntilHeld()
+        // The WAL is busy: appendAndSync must queue instead of writing beside the writer thread.
+        let second = FailureCount()
+        done.enter()
+        Thread {
+            do { try wal.appendAndSync([.entry(WALEntry(term: 1, index: 2, data: [2]))]) } catch { second.add() }
+            done.leave()
+        }.start()
+        let deadline = Date().addingTimeInterval(120)  // a hang guard, not a timing assertion
+        while wal.shared.withLock({ $0.queue.count }) < 1 && Date() < deadline { usleep(1000) }
+        #expect(wal.shared.withLock { $0.queue.count } == 1, "appendAndSync queued behind the write in progress")
+        #expect(wal.statistics.syncs == 0, "the first write is still held")
+        gate.release()
+        done.wait()
+        #expect(first.value == 0 && second.value == 0)
+        #expect(wal.statistics.inlineSyncs == 0, "both writes went through the writer thread")
+        #expect(wal.statistics.syncs == 2)
+        // Idle again: the next blocking append writes inline.
+        try wal.appendAndSync([.entry(WALEntry(term: 1, index: 3, data: [3]))])
+        #expect(wal.statistics.inlineSyncs == 1)
+        wal.close()
+        let (scan, frames) = try scanAll(dir)
+        #expect(scan.problem == nil)
+        #expect(entryIndexes(frames) == [1, 2, 3])
+    }
+
+    @Test func closeDuringInlineAppendsKeepsEveryAcknowledgedRecord() throws {
+        let dir = makeTempDir()
+        defer { removeTree(dir) }
+        let config = smallConfig(segmentSizeBytes: 8 << 10)
+        let wal = try WAL.create(directory: dir, metadata: testMetadata, configuration: config, logger: testLogger)
+        let threads = 3
+        let acked = (0..<threads).map { _ in FailureCount() }  // acknowledged appends per thread
+        let unexpected = FailureCount()
+        let done = DispatchGroup()
+        for t in 0..<threads {
+            done.enter()
+            Thread {
+                // Hard states carry no index, so the threads can append them in any order;
+                // thread t's n-th record is (vote t, commit n).
+                var n: UInt64 = 0
+                while true {
+                    n += 1
+                    do { try wal.appendAndSync([.hardState(WALHardState(term: 1, vote: UInt64(t), commit: n))]) } catch {
+                        if (error as? WALError) != .closed { unexpected.add() }  // only a closed WAL may refuse
+                        break
+                    }
+                    acked[t].add()
+                }
+                done.leave()
+            }.start()
+        }
+        // Close once every thread has had appends acknowledged (polled: no fixed sleep).
+        let deadline = Date().addingTimeInterval(120)  // a hang guard, not a timing assertion
+        while acked.contains(where: { $0.value < 5 }) && unexpected.value == 0 && Date() < deadline { usleep(1000) }
+        wal.close()
+        done.wait()
+        #expect(unexpected.value == 0)
+        let (scan, frames) = try scanAll(dir)
+        #expect(scan.problem == nil)
+        var found = Array(repeating: Set<UInt64>(), count: threads)
+        for f in frames {
+            if case .record(.hardState(let h)) = f.body, h.vote < UInt64(threads) { found[Int(h.vote)].insert(h.commit) }
+        }
+        for t in 0..<threads {
+            let n = UInt64(acked[t].value)
+            #expect(Set(1...n).isSubset(of: found[t]), "thread \(t): every acknowledged record is in the log")
+        }
+    }
+}
+
+/// Holds the calls that pass it while armed, until released.
+final class SyncGate: @unchecked Sendable {
+    // All fields are only touched with `lock` held.
+    private let lock = NSCondition()
+    private var armed = false
+    private var held = 0
+    private var released = false
+
+    func arm() { lock.lock(); armed = true; lock.unlock() }
+
+    func passIfArmed() {
+        lock.lock()
+        defer { lock.unlock() }
+        guard armed else { return }
+        armed = false
+        held += 1
+        lock.broadcast()
+        while !released { lock.wait() }
+    }
+
+    func waitUntilHeld() {
+        lock.lock()
+        while held == 0 { lock.wait() }
+        lock.unlock()
+    }
+
+    func release() { lock.lock(); released = true; lock.broadcast(); lock.unlock() }
+}
