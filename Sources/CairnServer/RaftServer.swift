@@ -74,6 +74,9 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
     let published: LockedValue<Published>
     let appliedWaiters = LockedValue(AppliedWaiters())
     let alarms = LockedValue<Set<AlarmKey>>([])
+    /// The keyspace holds data the WAL does not (restored from a snapshot) until the member's
+    /// first snapshot, which is then taken at once (see `KeyspaceCrashGuard`).
+    let needsFirstSnapshot = LockedValue(false)
     private let requestIDs: LockedValue<UInt64>
     private let threads = LockedValue<[OSThread]>([])
     /// Tests only: microseconds each WAL write waits first, as on a stalled disk.
@@ -203,6 +206,11 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
                 logger: logger)
             raftLog.setConfState(ConfState(voters: [identity.memberID]))
             fresh = true
+            if keyspace.revision > 1 || !keyspace.allLeases().isEmpty {
+                // A keyspace restored from an etcd snapshot (an empty one is at revision 1 with
+                // no lease): the WAL starts after its data.
+                try KeyspaceCrashGuard.markRestored(options)
+            }
         } else {
             // The newest snapshot the WAL has a marker for (the marker is written before the
             // file, so a file without one is the leftover of an interrupted snapshot).
@@ -271,6 +279,10 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
             keyspace: keyspace, options: options, identity: identity, logger: logger, wal: wal, node: node,
             raftLog: raftLog, snapshotMark: snapshotMark)
         try server.loadAlarms()
+        if KeyspaceCrashGuard.isRestored(options) {
+            server.needsFirstSnapshot.withLock { $0 = true }
+            logger.info("the keyspace was restored from a snapshot: taking the member's first snapshot as soon as it applies an entry")
+        }
         let lastIndex = try raftLog.lastIndex()
         logger.info(
             "member opened",
@@ -354,14 +366,16 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
     }
 
     /// Stops taking requests, lets the Raft loop and the applier finish what they hold, syncs the
-    /// backend and closes the WAL. Requests still waiting fail with "server stopped".
-    public func stop() {
+    /// backend and closes the WAL. Requests still waiting fail with "server stopped". Returns
+    /// whether the backend was synced (false if it failed, or the member was already stopped).
+    @discardableResult
+    public func stop() -> Bool {
         let already = published.withLock { p -> Bool in
             let was = p.stopping
             p.stopping = true
             return was
         }
-        if already { return }
+        if already { return false }
         inbox.withLock { $0.stopping = true }
         inbox.broadcast()
         let all = threads.withLock { t -> [OSThread] in
@@ -383,9 +397,14 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
         }
         watchHub.stop()
         failAllPending(.stopped)
-        do { try keyspace.backend.sync() } catch { logger.error("backend sync at stop failed", metadata: ["error": "\(error)"]) }
+        var synced = true
+        do { try keyspace.backend.sync() } catch {
+            synced = false
+            logger.error("backend sync at stop failed", metadata: ["error": "\(error)"])
+        }
         wal.close()
         logger.info("member stopped", metadata: ["applied-index": "\(keyspace.appliedIndex)"])
+        return synced
     }
 
     // MARK: Public state
@@ -867,7 +886,9 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
     /// still right, because the keyspace skips entries at or below its own applied index.
     private func takeSnapshot() {
         let (index, term) = published.withLock { ($0.appliedIndex, $0.appliedTerm) }
-        guard index >= snapshotIndexes.current.index + options.snapshotCount else { return }
+        let last = snapshotIndexes.current.index
+        let first = needsFirstSnapshot.current
+        guard index >= last + options.snapshotCount || (first && index > last) else { return }
         do {
             // The WAL marker first: a file always has its marker, so replay can start from it.
             try wal.appendAndSync([.snapshot(WALSnapshotMarker(index: index, term: term))])
@@ -879,6 +900,10 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
             // The backend commits without fsync (the WAL is the durable record); make what it
             // applied durable before the WAL segments that cover it can be released.
             try keyspace.backend.sync()
+            if first {
+                try KeyspaceCrashGuard.clearRestored(options)
+                needsFirstSnapshot.withLock { $0 = false }
+            }
             logger.info(
                 "snapshot written",
                 metadata: ["path": "\(path)", "index": "\(index)", "bytes": "\(header.compressedBytes)"])
@@ -996,7 +1021,7 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
         appliedWaiters.withLock { $0.applied = max($0.applied, last.index) }
         releaseAppliedWaiters()
         checkQuota()
-        if last.index >= snapshotIndexes.current.index + options.snapshotCount {
+        if last.index >= snapshotIndexes.current.index + options.snapshotCount || needsFirstSnapshot.current {
             snapshotRequests.withLock { $0.wanted = true }
             snapshotRequests.broadcast()
         }

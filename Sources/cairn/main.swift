@@ -151,6 +151,9 @@ enum ServerMain {
         // limit leaves room above it so that entries already committed can always be applied.
         let hardLimit = options.quotaBackendBytes + options.quotaBackendBytes / 4 + (64 << 20)
         let backendConfig = BackendConfiguration(tables: Keyspace<LMDBBackend>.tableNames, quotaBytes: hardLimit)
+        // After a machine crash the keyspace may have lost unsynced commits: set it aside to be
+        // rebuilt from the newest snapshot and the WAL (a killed process keeps it as it is).
+        _ = try KeyspaceCrashGuard.prepare(options, bootID: KeyspaceCrashGuard.currentBootID(), logger: logger)
         let backend = try LMDBBackend(path: options.keyspaceDirectory, configuration: backendConfig)
         let server = try RaftServer.open(options: options, backend: backend, logger: logger)
         try server.start()
@@ -195,7 +198,11 @@ enum ServerMain {
         // completes or fails everything still waiting, syncs the backend, closes the WAL).
         for l in listeners { try? await l.close() }
         try? await Task.sleep(for: .milliseconds(200))
-        server.stop()
+        if server.stop() {
+            do { try KeyspaceCrashGuard.markClean(options) } catch {
+                logger.error("cannot record the clean stop", metadata: ["error": "\(error)"])
+            }
+        }
         try await group.shutdownGracefully()
     }
 

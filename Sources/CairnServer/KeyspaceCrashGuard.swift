@@ -1,0 +1,143 @@
+import CairnFS
+import CairnWAL
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Tells a machine crash from a process crash for the keyspace, which commits without fsync.
+///
+/// The backend (LMDB with `MDB_NOSYNC`) is synced only after each snapshot, before WAL segments
+/// are released, and at a clean stop: the WAL is the durable record in between. A killed
+/// process loses nothing (its commits are in the kernel's page cache), but after a machine
+/// crash the file may have lost its last commits, or hold a B-tree whose pages were written
+/// out of order, which LMDB cannot detect. So while a member runs, `member/keyspace.unsynced`
+/// holds the kernel's boot id (written before the backend is opened, removed after the sync of
+/// a clean stop). At the next start, a marker from another boot means the machine went down
+/// with unsynced commits: the keyspace is moved aside unopened (`member/keyspace.unclean`) and
+/// the member rebuilds it from the newest snapshot and the WAL, which hold every committed
+/// entry. A marker from this boot (a killed process) leaves the keyspace as it is.
+///
+/// A keyspace restored from an etcd snapshot (`cairnctl snapshot restore`,
+/// `--initial-etcd-snapshot`) holds data that the WAL does not, until the member's first
+/// snapshot: `member/keyspace.restored` says so, the member takes that snapshot as soon as it
+/// starts, and until then a keyspace from another boot is kept (with an error in the log), as
+/// it cannot be rebuilt.
+public enum KeyspaceCrashGuard {
+    static func markerPath(_ options: ServerOptions) -> String { options.memberDirectory + "/keyspace.unsynced" }
+    static func restoredPath(_ options: ServerOptions) -> String { options.memberDirectory + "/keyspace.restored" }
+    public static func setAsidePath(_ options: ServerOptions) -> String { options.memberDirectory + "/keyspace.unclean" }
+
+    /// The kernel's id of this boot (`/proc/sys/kernel/random/boot_id`); nil if unreadable.
+    public static func currentBootID() -> String? {
+        // A /proc file reports size 0: read what one read returns (a UUID and a newline).
+        guard let file = try? FileSystem.live.open("/proc/sys/kernel/random/boot_id", flags: O_RDONLY) else { return nil }
+        defer { file.close() }
+        var buffer = [UInt8](repeating: 0, count: 128)
+        let n = (try? buffer.withUnsafeMutableBytes { try file.read(into: $0, at: 0) }) ?? 0
+        let id = String(decoding: buffer[0..<n], as: UTF8.self).trimmingWhitespace
+        return id.isEmpty ? nil : id
+    }
+
+    /// Call before the backend is opened. If the keyspace was left with unsynced commits by
+    /// another boot and can be rebuilt, moves it aside and returns where it went; then (in
+    /// every case) records this boot in the marker, before anything is written.
+    public static func prepare(_ options: ServerOptions, bootID: String?, logger: Logger) throws -> String? {
+        let fs = FileSystem.live
+        let marker = markerPath(options)
+        var setAside: String?
+        if fs.exists(marker), fs.isDirectory(options.keyspaceDirectory) {
+            let recorded = String(decoding: try fs.readFile(marker), as: UTF8.self).trimmingWhitespace
+            // Without a boot id nothing tells the two crashes apart: assume the worse.
+            if bootID == nil || recorded != bootID {
+                setAside = try setAsideIfRebuildable(options, recordedBoot: recorded, logger: logger)
+            }
+        }
+        try writeDurably(marker, (bootID ?? "unknown") + "\n")
+        return setAside
+    }
+
+    private static func setAsideIfRebuildable(_ options: ServerOptions, recordedBoot: String, logger: Logger) throws -> String? {
+        let fs = FileSystem.live
+        let walDir = options.resolvedWALDirectory
+        let hasWAL = try fs.isDirectory(walDir) && fs.listDirectory(walDir).contains { $0.hasSuffix(WALFormat.segmentSuffix) }
+        // Without the restored flag, the WAL from index 1, or from a snapshot it has a marker
+        // for (segments are released only after one), holds every entry the keyspace applied.
+        guard hasWAL, !fs.exists(restoredPath(options)) else {
+            logger.error(
+                "the machine restarted while the keyspace had unsynced commits, and it cannot be rebuilt (restored from an etcd snapshot, no snapshot of its own yet, or no WAL): keeping it as it is; check it with etcdctl endpoint hashkv, or restore again",
+                metadata: ["keyspace": "\(options.keyspaceDirectory)", "written-in-boot": "\(recordedBoot)"])
+            return nil
+        }
+        let aside = setAsidePath(options)
+        if fs.exists(aside) { try removeTree(aside) }
+        try fs.rename(options.keyspaceDirectory, aside)
+        try fs.fsyncDirectory(options.memberDirectory)
+        logger.warning(
+            "the machine restarted while the keyspace had unsynced commits: moved it aside unopened; rebuilding it from the newest snapshot and the WAL",
+            metadata: ["moved-to": "\(aside)", "written-in-boot": "\(recordedBoot)"])
+        return aside
+    }
+
+    /// Call after a clean stop synced the backend: nothing is unsynced any more.
+    public static func markClean(_ options: ServerOptions) throws {
+        let fs = FileSystem.live
+        let marker = markerPath(options)
+        guard fs.exists(marker) else { return }
+        try fs.unlink(marker)
+        try fs.fsyncDirectory(options.memberDirectory)
+    }
+
+    /// A new member over a restored keyspace: until its first snapshot, the WAL cannot rebuild it.
+    static func markRestored(_ options: ServerOptions) throws {
+        try writeDurably(restoredPath(options), "restored from a snapshot; the member has no snapshot of its own yet\n")
+    }
+
+    /// After the member's snapshot (and backend sync): the keyspace can be rebuilt again.
+    static func clearRestored(_ options: ServerOptions) throws {
+        let fs = FileSystem.live
+        let path = restoredPath(options)
+        guard fs.exists(path) else { return }
+        try fs.unlink(path)
+        try fs.fsyncDirectory(options.memberDirectory)
+    }
+
+    static func isRestored(_ options: ServerOptions) -> Bool { FileSystem.live.exists(restoredPath(options)) }
+
+    /// Writes `text` to `path` through a temporary file, fsynced, renamed and the directory fsynced.
+    private static func writeDurably(_ path: String, _ text: String) throws {
+        let fs = FileSystem.live
+        let tmp = path + ".tmp"
+        let file = try fs.open(tmp, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
+        do {
+            try file.write(Array(text.utf8), at: 0)
+            try file.fsync()
+        } catch {
+            file.close()
+            throw error
+        }
+        file.close()
+        try fs.rename(tmp, path)
+        try fs.fsyncDirectory(parentDirectory(of: path))
+    }
+
+    private static func removeTree(_ path: String) throws {
+        let fs = FileSystem.live
+        if fs.isDirectory(path) {
+            for name in try fs.listDirectory(path) { try removeTree(path + "/" + name) }
+            guard rmdir(path) == 0 else { throw FSError(operation: "rmdir", path: path, errno: errno) }
+        } else {
+            try fs.unlink(path)
+        }
+    }
+}
+
+extension String {
+    fileprivate var trimmingWhitespace: String {
+        var s = Substring(self)
+        while let c = s.first, c.isWhitespace { s.removeFirst() }
+        while let c = s.last, c.isWhitespace { s.removeLast() }
+        return String(s)
+    }
+}
