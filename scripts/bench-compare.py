@@ -46,10 +46,12 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def rss_bytes(pid):
+def rss_bytes(pid, field="VmRSS"):
+    """Resident memory from /proc/PID/status: VmRSS (all), RssAnon (heap, stacks) or RssFile
+    (file pages mapped in, such as a memory-mapped database file)."""
     with open("/proc/%d/status" % pid) as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
     return 0
 
@@ -236,15 +238,20 @@ class Suite:
                 "--consistency", c])
         return results
 
-    def scale(self, server, workdir):
+    def scale(self, server, workdir, random_values=True):
+        """Loads --scale-keys keys, then measures memory, sizes and (random values only) restarts.
+        random_values=False loads etcd's benchmark tool's values instead: one random value
+        repeated for every key (its put command's behaviour, and cairn-bench's default)."""
         a = self.args
         r = {}
-        log("  scale: %s, %d keys" % (server.kind, a.scale_keys))
-        r["load"] = self.bench(server, "scale", [
-            "put", "--key-size", "8", "--val-size", "256", "--sequential-keys", "--random-values", "--conns", "10",
-            "--clients", "100", "--total", str(a.scale_keys), "--key-space-size", str(a.scale_keys)])
+        log("  scale: %s, %d keys, %s" % (server.kind, a.scale_keys, "random values" if random_values else "one repeated value"))
+        r["load"] = self.bench(server, "scale" if random_values else "scale-repeated", [
+            "put", "--key-size", "8", "--val-size", "256", "--sequential-keys"] + (["--random-values"] if random_values else []) + [
+            "--conns", "10", "--clients", "100", "--total", str(a.scale_keys), "--key-space-size", str(a.scale_keys)])
         time.sleep(2)
         r["rss_after_load"] = rss_bytes(server.proc.pid)
+        r["rss_anon_after_load"] = rss_bytes(server.proc.pid, "RssAnon")
+        r["rss_file_after_load"] = rss_bytes(server.proc.pid, "RssFile")
         snap = os.path.join(workdir, "%s.snapshot.db" % server.kind)
         # etcd: its database file as etcdctl snapshot save streams it. cairn: its own snapshot
         # format (zstd, what it keeps in member/snap), asked for with cairnctl's --format cairn;
@@ -267,10 +274,14 @@ class Suite:
         keyspace = os.path.join(server.data_dir, "member", "keyspace")
         r["database_bytes"] = os.path.getsize(db) if os.path.exists(db) else dir_bytes(keyspace)
         restarts = []
-        for _ in range(a.restarts):
+        for _ in range(a.restarts if random_values else 0):
             restarts.append(server.start(reuse_ports=True))
             rss = rss_bytes(server.proc.pid)
             server.stop()
+        if not restarts:
+            log("  scale: %s rss %.0f MiB, data dir %.0f MiB, snapshot %.0f MiB"
+                % (server.kind, r["rss_after_load"] / 2**20, r["data_dir_bytes"] / 2**20, r["snapshot_bytes"] / 2**20))
+            return r
         r["restart_s"] = statistics.median(restarts)
         r["restart_all_s"] = restarts
         r["rss_after_restart"] = rss
@@ -379,6 +390,10 @@ def build_tables(rounds, scale, fsync, args):
             ("load rate, puts/s", e["load"]["rps"], c["load"]["rps"], "", None),
             ("resident memory after the load, MiB", mib(e["rss_after_load"]), mib(c["rss_after_load"]), "≤ 0.5×",
              lambda x: x <= 0.5),
+            ("of which anonymous (heap, stacks: RssAnon), MiB", mib(e["rss_anon_after_load"]),
+             mib(c["rss_anon_after_load"]), "", None),
+            ("of which mapped file pages (the database file: RssFile), MiB", mib(e["rss_file_after_load"]),
+             mib(c["rss_file_after_load"]), "", None),
             ("resident memory after restart, MiB", mib(e["rss_after_restart"]), mib(c["rss_after_restart"]), "", None),
             ("data dir, MiB", mib(e["data_dir_bytes"]), mib(c["data_dir_bytes"]), "", None),
             ("database file (etcd member/snap/db; cairn member/keyspace), MiB", mib(e["database_bytes"]),
@@ -398,6 +413,29 @@ def build_tables(rounds, scale, fsync, args):
         verdicts.append(("scale", "cairn snapshot / etcd database file", "≤ 0.3×", x, met))
         lines.append("| cairn snapshot file / etcd database file | %s | %s | %.2f× | ≤ 0.3× | %s |"
                      % (fmt(mib(e["database_bytes"])), fmt(mib(c["snapshot_bytes"])), x, met))
+        if "etcd-repeated" in scale:
+            er, cr = scale["etcd-repeated"], scale["cairn-repeated"]
+            lines.append("")
+            lines.append("**The same load with etcd's benchmark tool's values** (its `put` sends one random 256-byte "
+                         "value for every key; so does `cairn-bench put` without `--random-values`): fresh servers, "
+                         "no restarts")
+            lines.append("")
+            lines.append("| figure | etcd | cairn | cairn / etcd | goal | met? |")
+            lines.append("|---|---:|---:|---:|---|---|")
+            for what, ev, cv in (
+                ("load rate, puts/s", er["load"]["rps"], cr["load"]["rps"]),
+                ("resident memory after the load, MiB", mib(er["rss_after_load"]), mib(cr["rss_after_load"])),
+                ("of which anonymous (RssAnon), MiB", mib(er["rss_anon_after_load"]), mib(cr["rss_anon_after_load"])),
+                ("of which mapped file pages (RssFile), MiB", mib(er["rss_file_after_load"]), mib(cr["rss_file_after_load"])),
+                ("database file, MiB", mib(er["database_bytes"]), mib(cr["database_bytes"])),
+                ("snapshot file, MiB", mib(er["snapshot_bytes"]), mib(cr["snapshot_bytes"])),
+            ):
+                lines.append("| %s | %s | %s | %.2f× |  |  |" % (what, fmt(ev), fmt(cv), ratio(cv, ev)))
+            x = cr["snapshot_bytes"] / er["database_bytes"]
+            met = "yes" if x <= 0.3 else "**no**"
+            verdicts.append(("scale, etcd tool's values", "cairn snapshot / etcd database file", "≤ 0.3×", x, met))
+            lines.append("| cairn snapshot file / etcd database file | %s | %s | %.2f× | ≤ 0.3× | %s |"
+                         % (fmt(mib(er["database_bytes"])), fmt(mib(cr["snapshot_bytes"])), x, met))
         lines.append("")
         lines.append("Restart times, every try: etcd %s s; cairn %s s."
                      % (", ".join("%.2f" % v for v in e["restart_all_s"]),
@@ -481,12 +519,13 @@ def main():
         scale = None
         if args.scale:
             scale = {}
-            for kind in ("etcd", "cairn"):
-                s = fresh(kind, "scale")
-                s.start()
-                scale[kind] = suite.scale(s, workdir)
-                s.stop()
-                shutil.rmtree(s.data_dir, ignore_errors=True)
+            for random_values in (True, False):
+                for kind in ("etcd", "cairn"):
+                    s = fresh(kind, "scale")
+                    s.start()
+                    scale[kind if random_values else kind + "-repeated"] = suite.scale(s, workdir, random_values)
+                    s.stop()
+                    shutil.rmtree(s.data_dir, ignore_errors=True)
     finally:
         for s in servers:
             s.stop()
