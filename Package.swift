@@ -133,7 +133,7 @@ let package = Package(
         .target(name: "CairnBolt", dependencies: ["CCRC32C"], swiftSettings: strict),
         // An etcd snapshot file into a new Cairn data dir (cairnctl snapshot restore, cairn --initial-etcd-snapshot).
         .target(
-            name: "CairnRestore", dependencies: ["CairnBolt", "CairnLMDB", "CairnMVCC", "CairnBackend"],
+            name: "CairnRestore", dependencies: ["CairnBolt", "CairnLMDB", "CairnMVCC", "CairnBackend", "CairnFS"],
             swiftSettings: strict),
 
         // Storage.

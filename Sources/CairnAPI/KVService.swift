@@ -9,7 +9,10 @@ import SwiftProtobuf
 
 /// etcd's `etcdserverpb.KV` gRPC service (Range, Put, DeleteRange, Txn, Compact) over a `KVServer`.
 ///
-/// Each call decodes, validates and runs in a task (`unaryAsync`), never on the event loop.
+/// Range and Compact decode, validate and run in a task (`unaryAsync`). Put, DeleteRange and
+/// Txn are decoded and validated on the event loop and handed to the server without a task
+/// (`write`): the server completes them from its own thread, and the reply is encoded back on
+/// the event loop.
 public enum KVService {
     /// The fully qualified service name.
     public static let serviceName = "etcdserverpb.KV"

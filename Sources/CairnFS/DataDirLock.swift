@@ -104,3 +104,11 @@ extension String {
         return String(s)
     }
 }
+
+/// Names of files in a member directory (`<data-dir>/member`) that more than one module writes.
+public enum MemberFiles {
+    /// Present while the keyspace holds data the WAL does not (restored from an etcd snapshot,
+    /// before the member's first snapshot of its own). Written by the restore into its staging
+    /// directory, so it lands with the keyspace; removed by the server after that snapshot.
+    public static let keyspaceRestoredFlag = "keyspace.restored"
+}

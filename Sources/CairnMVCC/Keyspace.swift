@@ -58,25 +58,14 @@ public final class Keyspace<Backend: StorageBackend>: @unchecked Sendable {
     public let compactionBatchSize: Int
 
     static var consistentIndexKey: [UInt8] { Array("consistent_index".utf8) }
-    /// Raised alarms live in `meta` under `alarm/` + member id + alarm type (both big-endian).
-    static var alarmPrefix: [UInt8] { Array("alarm/".utf8) }
-
-    static func alarmKey(memberID: UInt64, alarm: Int) -> [UInt8] {
-        alarmPrefix + Codec.bigEndian(memberID) + Codec.bigEndian(UInt64(truncatingIfNeeded: alarm))
-    }
 
     /// The alarms raised and not cleared, as recorded by `KeyspaceWriter.setAlarm`.
     public func storedAlarms() throws -> [(memberID: UInt64, alarm: Int)] {
         var out: [(memberID: UInt64, alarm: Int)] = []
-        let prefix = Self.alarmPrefix
-        var end = prefix
-        end[end.count - 1] += 1
         try backend.read { tx in
-            try tx.scan(metaTable, from: prefix, to: end, reverse: false) { k, _ in
-                guard k.count == prefix.count + 16 else { throw KeyspaceError.corrupt("bad alarm key of \(k.count) bytes") }
-                let member: UInt64 = Codec.loadBigEndian(k, prefix.count)
-                let alarm: UInt64 = Codec.loadBigEndian(k, prefix.count + 8)
-                out.append((member, Int(truncatingIfNeeded: alarm)))
+            try tx.scan(metaTable, from: AlarmKeys.prefix, to: AlarmKeys.end, reverse: false) { k, _ in
+                guard let alarm = AlarmKeys.parse(k) else { throw KeyspaceError.corrupt("bad alarm key of \(k.count) bytes") }
+                out.append(alarm)
                 return true
             }
         }
@@ -566,5 +555,26 @@ extension SortedByteMap where Value == KeyIndex {
             if let survivor = ki.compact(at: rev) { kept(survivor) }
             return !ki.revs.isEmpty
         }
+    }
+}
+
+/// Where raised alarms live in the `meta` table: `alarm/` + member id + alarm type (both
+/// big-endian), with an empty value. Shared by the keyspace and the etcd snapshot export.
+public enum AlarmKeys {
+    public static var prefix: [UInt8] { Array("alarm/".utf8) }
+    /// The first key after every alarm key (`alarm0`).
+    public static var end: [UInt8] { Array("alarm0".utf8) }
+
+    public static func key(memberID: UInt64, alarm: Int) -> [UInt8] {
+        prefix + Codec.bigEndian(memberID) + Codec.bigEndian(UInt64(truncatingIfNeeded: alarm))
+    }
+
+    /// The member and alarm type of an alarm key; nil if `key` is not one.
+    public static func parse(_ key: UnsafeRawBufferPointer) -> (memberID: UInt64, alarm: Int)? {
+        let p = prefix
+        guard key.count == p.count + 16, key.starts(with: p) else { return nil }
+        let member: UInt64 = Codec.loadBigEndian(key, p.count)
+        let alarm: UInt64 = Codec.loadBigEndian(key, p.count + 8)
+        return (member, Int(truncatingIfNeeded: alarm))
     }
 }

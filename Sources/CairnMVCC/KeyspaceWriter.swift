@@ -134,7 +134,7 @@ public final class KeyspaceWriter<Backend: StorageBackend> {
     /// alarms survive a restart (etcd keeps them in its backend's `alarm` bucket).
     public func setAlarm(memberID: UInt64, alarm: Int, active: Bool) throws(KeyspaceError) {
         try checkUsable()
-        let key = Keyspace<Backend>.alarmKey(memberID: memberID, alarm: alarm)
+        let key = AlarmKeys.key(memberID: memberID, alarm: alarm)
         try backend { () throws(BackendError) in
             if active { try tx.put(ks.metaTable, key, [1]) } else { _ = try tx.delete(ks.metaTable, key) }
         }

@@ -1,5 +1,6 @@
 import CairnBackend
 import CairnBolt
+import CairnFS
 import CairnLMDB
 import CairnMVCC
 import Foundation
@@ -86,6 +87,17 @@ public struct EtcdSnapshotRestore: Sendable {
         let staging = self.dataDirectory + ".restoring-\(UInt64.random(in: 0...UInt64.max))"
         do {
             let summary = try self.build(from: reader, in: staging)
+            // The keyspace holds data no WAL does until the member's first snapshot: say so
+            // in the same rename, so a machine crash before that snapshot never rebuilds it
+            // from the WAL alone (see the server's KeyspaceCrashGuard).
+            let flag = staging + "/member/" + MemberFiles.keyspaceRestoredFlag
+            guard FileManager.default.createFile(atPath: flag, contents: Data("restored from \(self.snapshotPath)\n".utf8)) else {
+                throw Failure.failed("could not write \(flag)")
+            }
+            Self.syncFile(flag)
+            Self.syncDirectory(staging + "/member/keyspace")
+            Self.syncDirectory(staging + "/member")
+            Self.syncDirectory(staging)
             guard rename(staging, self.dataDirectory) == 0 else {
                 throw Failure.failed("could not rename \(staging) to \(self.dataDirectory): \(String(cString: strerror(errno)))")
             }
@@ -160,6 +172,14 @@ public struct EtcdSnapshotRestore: Sendable {
             return Summary(
                 revision: keyspace.revision, keys: keyspace.keyCount, revisions: revisions,
                 compactedRevision: keyspace.compactedRevision, leases: keyspace.allLeases().count)
+        }
+    }
+
+    static func syncFile(_ path: String) {
+        let fd = open(path, O_RDONLY)
+        if fd >= 0 {
+            _ = fsync(fd)
+            close(fd)
         }
     }
 

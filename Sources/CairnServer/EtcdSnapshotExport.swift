@@ -25,14 +25,12 @@ public enum EtcdSnapshotExport {
         let fixed = fixedBuckets(identity: identity, clusterVersion: clusterVersion)
         let tx = try backend.beginRead()
         defer { tx.close() }
-        let alarmPrefix = Array("alarm/".utf8)
         var alarms: [([UInt8], [UInt8])] = []
-        try tx.scan(tables["meta"]!, from: alarmPrefix, to: Array("alarm0".utf8), reverse: false) { k, _ in
-            guard k.count == alarmPrefix.count + 16 else { return true }
+        try tx.scan(tables["meta"]!, from: AlarmKeys.prefix, to: AlarmKeys.end, reverse: false) { k, _ in
+            guard let (memberID, type) = AlarmKeys.parse(k) else { return true }
             var member = Etcdserverpb_AlarmMember()
-            member.memberID = k[alarmPrefix.count..<alarmPrefix.count + 8].reduce(0) { $0 << 8 | UInt64($1) }
-            let type = k[(alarmPrefix.count + 8)...].reduce(0) { $0 << 8 | UInt64($1) }
-            member.alarm = Etcdserverpb_AlarmType(rawValue: Int(truncatingIfNeeded: type)) ?? .none
+            member.memberID = memberID
+            member.alarm = Etcdserverpb_AlarmType(rawValue: type) ?? .none
             alarms.append((try member.serializedBytes(), []))
             return true
         }
@@ -45,7 +43,7 @@ public enum EtcdSnapshotExport {
                 for (k, v) in alarms { try writer.put(k, v) }
             } else if let table = tables[name] {
                 try tx.scan(table, from: [], to: nil, reverse: false) { k, v in
-                    if name == "meta", k.starts(with: alarmPrefix) { return true }
+                    if name == "meta", k.starts(with: AlarmKeys.prefix) { return true }
                     try writer.put(k, v)
                     if name == "key", k.count >= 8 {
                         revision = Int64(bitPattern: k.prefix(8).reduce(0) { $0 << 8 | UInt64($1) })

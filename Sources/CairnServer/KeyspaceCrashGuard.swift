@@ -15,19 +15,25 @@ import Glibc
 /// out of order, which LMDB cannot detect. So while a member runs, `member/keyspace.unsynced`
 /// holds the kernel's boot id (written before the backend is opened, removed after the sync of
 /// a clean stop). At the next start, a marker from another boot means the machine went down
-/// with unsynced commits: the keyspace is moved aside unopened (`member/keyspace.unclean`) and
-/// the member rebuilds it from the newest snapshot and the WAL, which hold every committed
-/// entry. A marker from this boot (a killed process) leaves the keyspace as it is.
+/// with unsynced commits: the keyspace is moved aside unopened (`member/keyspace.unclean-<unix
+/// time>`, never deleted by the server) and the member rebuilds it from the newest snapshot and
+/// the WAL, which hold every committed entry. A marker from this boot (a killed process) leaves
+/// the keyspace as it is. When the keyspace is kept although the marker names another boot
+/// (it cannot be rebuilt), the marker keeps that boot's id, so the question is asked again at
+/// the next start (for example once a late-mounted `--wal-dir` is back).
 ///
 /// A keyspace restored from an etcd snapshot (`cairnctl snapshot restore`,
 /// `--initial-etcd-snapshot`) holds data that the WAL does not, until the member's first
-/// snapshot: `member/keyspace.restored` says so, the member takes that snapshot as soon as it
-/// starts, and until then a keyspace from another boot is kept (with an error in the log), as
-/// it cannot be rebuilt.
+/// snapshot: `member/keyspace.restored` says so (the restore writes it with the keyspace), the
+/// member takes that snapshot as soon as it starts, and until then a keyspace from another
+/// boot is kept (with an error in the log), as it cannot be rebuilt.
 public enum KeyspaceCrashGuard {
     static func markerPath(_ options: ServerOptions) -> String { options.memberDirectory + "/keyspace.unsynced" }
-    static func restoredPath(_ options: ServerOptions) -> String { options.memberDirectory + "/keyspace.restored" }
-    public static func setAsidePath(_ options: ServerOptions) -> String { options.memberDirectory + "/keyspace.unclean" }
+    static func restoredPath(_ options: ServerOptions) -> String {
+        options.memberDirectory + "/" + MemberFiles.keyspaceRestoredFlag
+    }
+    /// Set-aside keyspaces are named `keyspace.unclean-<unix seconds>[-n]` in the member directory.
+    public static let setAsidePrefix = "keyspace.unclean-"
 
     /// The kernel's id of this boot (`/proc/sys/kernel/random/boot_id`); nil if unreadable.
     public static func currentBootID() -> String? {
@@ -47,14 +53,16 @@ public enum KeyspaceCrashGuard {
         let fs = FileSystem.live
         let marker = markerPath(options)
         var setAside: String?
+        var keptFromAnotherBoot = false
         if fs.exists(marker), fs.isDirectory(options.keyspaceDirectory) {
             let recorded = String(decoding: try fs.readFile(marker), as: UTF8.self).trimmingWhitespace
             // Without a boot id nothing tells the two crashes apart: assume the worse.
             if bootID == nil || recorded != bootID {
                 setAside = try setAsideIfRebuildable(options, recordedBoot: recorded, logger: logger)
+                keptFromAnotherBoot = setAside == nil
             }
         }
-        try writeDurably(marker, (bootID ?? "unknown") + "\n")
+        if !keptFromAnotherBoot { try writeDurably(marker, (bootID ?? "unknown") + "\n") }
         return setAside
     }
 
@@ -70,12 +78,19 @@ public enum KeyspaceCrashGuard {
                 metadata: ["keyspace": "\(options.keyspaceDirectory)", "written-in-boot": "\(recordedBoot)"])
             return nil
         }
-        let aside = setAsidePath(options)
-        if fs.exists(aside) { try removeTree(aside) }
+        // Never overwrite an earlier copy: it may be the only one of something a failed rebuild
+        // needed. (rename moves a symbolic link itself, not what it points to.)
+        let stamp = options.memberDirectory + "/" + setAsidePrefix + String(time(nil))
+        var aside = stamp
+        var n = 1
+        while fs.exists(aside) {
+            n += 1
+            aside = stamp + "-\(n)"
+        }
         try fs.rename(options.keyspaceDirectory, aside)
         try fs.fsyncDirectory(options.memberDirectory)
         logger.warning(
-            "the machine restarted while the keyspace had unsynced commits: moved it aside unopened; rebuilding it from the newest snapshot and the WAL",
+            "the machine restarted while the keyspace had unsynced commits: moved it aside unopened; rebuilding it from the newest snapshot and the WAL (remove the copy once the member serves)",
             metadata: ["moved-to": "\(aside)", "written-in-boot": "\(recordedBoot)"])
         return aside
     }
@@ -91,6 +106,7 @@ public enum KeyspaceCrashGuard {
 
     /// A new member over a restored keyspace: until its first snapshot, the WAL cannot rebuild it.
     static func markRestored(_ options: ServerOptions) throws {
+        guard !FileSystem.live.exists(restoredPath(options)) else { return }
         try writeDurably(restoredPath(options), "restored from a snapshot; the member has no snapshot of its own yet\n")
     }
 
@@ -122,15 +138,6 @@ public enum KeyspaceCrashGuard {
         try fs.fsyncDirectory(parentDirectory(of: path))
     }
 
-    private static func removeTree(_ path: String) throws {
-        let fs = FileSystem.live
-        if fs.isDirectory(path) {
-            for name in try fs.listDirectory(path) { try removeTree(path + "/" + name) }
-            guard rmdir(path) == 0 else { throw FSError(operation: "rmdir", path: path, errno: errno) }
-        } else {
-            try fs.unlink(path)
-        }
-    }
 }
 
 extension String {

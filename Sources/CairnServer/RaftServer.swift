@@ -198,6 +198,13 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
                     "\(options.memberDirectory) holds a keyspace or snapshots (applied index \(keyspace.appliedIndex)) "
                         + "but no WAL in \(walDir); refusing to start a new member over it")
             }
+            if keyspace.revision > 1 || !keyspace.allLeases().isEmpty {
+                // A keyspace restored from an etcd snapshot (an empty one is at revision 1 with
+                // no lease): the WAL about to start holds none of its data. The restore writes
+                // this flag itself; this covers keyspaces restored before it did. Before the
+                // WAL exists, so that no later start can miss it.
+                try KeyspaceCrashGuard.markRestored(options)
+            }
             identity = ServerIdentity.derive(
                 name: options.name, peerURLs: options.peerURLs, clientURLs: options.clientURLs,
                 token: options.initialClusterToken)
@@ -206,11 +213,6 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
                 logger: logger)
             raftLog.setConfState(ConfState(voters: [identity.memberID]))
             fresh = true
-            if keyspace.revision > 1 || !keyspace.allLeases().isEmpty {
-                // A keyspace restored from an etcd snapshot (an empty one is at revision 1 with
-                // no lease): the WAL starts after its data.
-                try KeyspaceCrashGuard.markRestored(options)
-            }
         } else {
             // The newest snapshot the WAL has a marker for (the marker is written before the
             // file, so a file without one is the leftover of an interrupted snapshot).

@@ -211,12 +211,23 @@ def main():
         code, out, err = run([cairnctl, "snapshot", "restore", os.path.join(work, "etcd", "member", "snap", "db"),
                               "--skip-hash-check", "--data-dir", os.path.join(work, "from-db")])
         check(code == 0, "cairnctl snapshot restore --skip-hash-check of etcd's member/snap/db (%s)" % (err.strip() or out.strip()))
+        restored_flag = os.path.join(cairn_dir, "member", "keyspace.restored")
+        check(os.path.exists(restored_flag),
+              "the restored data dir says its keyspace holds data no WAL has (member/keyspace.restored)")
         c = Member(cairn, cairn_dir, name, peer, work)
         members.append(c)
         got = answers(c, compact_at, last, leases)
         bad = diff(expected, got)
         check(not bad, "cairn answers get --rev=1..%d and the leases as etcd did%s" %
               (last, "" if not bad else ": differs at %s, e.g. etcd %r cairn %r" % (bad, expected[bad[0]], got.get(bad[0]))))
+        # The member takes its first snapshot at once; then the flag goes (a machine crash may
+        # from then on rebuild the keyspace from that snapshot and the WAL).
+        deadline = time.time() + 30
+        snaps = lambda: [f for f in os.listdir(os.path.join(cairn_dir, "member", "snap")) if f.endswith(".snap")]  # noqa: E731
+        while (os.path.exists(restored_flag) or not snaps()) and time.time() < deadline:
+            time.sleep(0.05)
+        check(not os.path.exists(restored_flag) and snaps(),
+              "the restored member takes its first snapshot at once and clears member/keyspace.restored (%s)" % snaps())
 
         # The same file through cairn's start-up path (--initial-etcd-snapshot, first start only).
         name2, peer2 = "cairn-started", "http://127.0.0.1:%d" % free_port()
