@@ -52,9 +52,16 @@ public protocol StorageBackend: AnyObject, Sendable {
     /// Rewrites the store without its free space and returns (file bytes before, after).
     /// Reads and writes wait while it runs, as they do during etcd's defragmentation.
     func defragment() throws(BackendError) -> (beforeBytes: Int64, afterBytes: Int64)
+
+    /// After a read of the whole store (a snapshot): the file pages it mapped into the process
+    /// need not stay resident there. They stay in the kernel's page cache, as pages read with
+    /// `pread` would; later reads map them again. A no-op where nothing is mapped.
+    func releaseMappedPages()
 }
 
 extension StorageBackend {
+    public func releaseMappedPages() {}
+
     /// Backends without a file (the in-memory one) have nothing to compact.
     public func defragment() throws(BackendError) -> (beforeBytes: Int64, afterBytes: Int64) {
         let size = try stats().sizeBytes

@@ -262,6 +262,50 @@ public final class LMDBBackend: StorageBackend, @unchecked Sendable {
         try check(mdb_env_sync(env, 1))
     }
 
+    /// Drops the memory map's pages from the process's page tables (`MADV_DONTNEED`). The map
+    /// is a read-only shared mapping of the file (no `MDB_WRITEMAP`), so nothing can be lost:
+    /// the pages stay in the page cache and the next access maps them again (a minor fault).
+    /// Inside the reader gate, so the map cannot be moved by a resize or a defragmentation
+    /// meanwhile (which would leave the address range to another mapping).
+    ///
+    /// LMDB reports the map's address only for `MDB_FIXEDMAP`, so the ranges come from
+    /// `/proc/self/maps` (the mappings of this store's `data.mdb`).
+    public func releaseMappedPages() {
+        gate.enter()
+        defer { gate.leave() }
+        let fd = open("/proc/self/maps", O_RDONLY)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        var text: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            text.append(contentsOf: chunk[0..<n])
+        }
+        let file = Self.canonicalPath(path + "/data.mdb")
+        for line in text.split(separator: UInt8(ascii: "\n")) {
+            // "start-end perms offset dev inode path"
+            let fields = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: true)
+            guard fields.count >= 6,
+                String(decoding: Array(fields[5...].joined(separator: [UInt8(ascii: " ")])), as: UTF8.self) == file
+            else { continue }
+            let bounds = fields[0].split(separator: UInt8(ascii: "-"))
+            guard bounds.count == 2, let start = UInt(String(decoding: bounds[0], as: UTF8.self), radix: 16),
+                let end = UInt(String(decoding: bounds[1], as: UTF8.self), radix: 16), end > start,
+                let base = UnsafeMutableRawPointer(bitPattern: start)
+            else { continue }
+            _ = madvise(base, Int(end - start), MADV_DONTNEED)
+        }
+    }
+
+    /// `path` with symbolic links and relative parts resolved, as `/proc/self/maps` shows it.
+    static func canonicalPath(_ path: String) -> String {
+        guard let resolved = realpath(path, nil) else { return path }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
     public func stats() throws(BackendError) -> BackendStats {
         var info = MDB_envinfo()
         gate.enter()

@@ -902,6 +902,9 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
             // The backend commits without fsync (the WAL is the durable record); make what it
             // applied durable before the WAL segments that cover it can be released.
             try keyspace.backend.sync()
+            // The snapshot read every page of the store through its memory map; without this
+            // the whole file would stay in the server's resident memory after each snapshot.
+            keyspace.backend.releaseMappedPages()
             if first {
                 try KeyspaceCrashGuard.clearRestored(options)
                 needsFirstSnapshot.withLock { $0 = false }

@@ -245,6 +245,52 @@ func keys<B: StorageBackend>(_ backend: B, _ t: Table, from: String, to: String?
         #expect(try b.read { try $0.get(b.table(named: "t"), k("persist")) } == k("yes"))
     }
 
+    /// Resident bytes of the mappings of `file` in this process (from /proc/self/smaps).
+    func residentBytes(mapping file: String) throws -> Int {
+        let resolved = URL(fileURLWithPath: file).resolvingSymlinksInPath().path
+        var total = 0
+        var inFile = false
+        // (read to the end: /proc files report size 0, and smaps is long)
+        let data = try #require(FileHandle(forReadingAtPath: "/proc/self/smaps")).readDataToEndOfFile()
+        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            if let first = fields.first, first.contains("-"), first.first?.isHexDigit == true, fields.count >= 5 {
+                inFile = fields.count >= 6 && fields[5...].joined(separator: " ") == resolved
+            } else if inFile, fields.first == "Rss:", fields.count >= 2, let kb = Int(fields[1]) {
+                total += kb * 1024
+            }
+        }
+        return total
+    }
+
+    @Test func lmdbReleasesTheMappedPagesOfAWholeScanAndKeepsTheData() throws {
+        let dir = NSTemporaryDirectory() + "cairn-backend-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let b = try LMDBBackend(path: dir, configuration: BackendConfiguration(tables: ["t"]))
+        let t = try b.table(named: "t")
+        let value = [UInt8](repeating: 9, count: 1000)
+        for batch in 0..<40 {
+            try b.write { tx in for i in 0..<1000 { try tx.put(t, k("k\(batch)-\(i)"), value) } }
+        }
+        // A whole scan (as a snapshot does) maps every page into the process.
+        var scanned = 0
+        try b.read { tx in
+            try tx.scan(t, from: [], to: nil, reverse: false) { _, v in
+                scanned += v.count
+                return true
+            }
+        }
+        #expect(scanned == 40_000 * 1000)
+        let before = try residentBytes(mapping: dir + "/data.mdb")
+        #expect(before >= 30 << 20, "the scan left \(before) bytes of data.mdb resident")
+        b.releaseMappedPages()
+        let after = try residentBytes(mapping: dir + "/data.mdb")
+        #expect(after < 1 << 20, "still resident after the release: \(after) bytes")
+        // Nothing is lost: the pages come back from the page cache.
+        #expect(try b.read { try $0.get(t, k("k39-999")) } == value)
+        #expect(try b.read { tx in try tx.count(t) } == 40_000)
+    }
+
     @Test func lmdbDefragmentShrinksTheFileAndKeepsEverything() throws {
         let dir = NSTemporaryDirectory() + "cairn-backend-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: dir) }
