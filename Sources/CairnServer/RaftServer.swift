@@ -8,6 +8,7 @@ import CairnWAL
 import Logging
 import Metrics
 import NIOCore
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -74,6 +75,9 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
     let published: LockedValue<Published>
     let appliedWaiters = LockedValue(AppliedWaiters())
     let alarms = LockedValue<Set<AlarmKey>>([])
+    /// Linearizable reads not answered yet, with their deadlines, for the watchdog. Bounded by
+    /// the reads in flight (each holds a client call).
+    let pendingReads = LockedValue<[UInt64: (deadline: UInt64, complete: @Sendable (Result<UInt64, ServerError>) -> Void)]>([:])
     /// The keyspace holds data the WAL does not (restored from a snapshot) until the member's
     /// first snapshot, which is then taken at once (see `KeyspaceCrashGuard`).
     let needsFirstSnapshot = LockedValue(false)
@@ -472,17 +476,33 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
 
     /// Returns once this member has applied everything committed when the call began, as
     /// confirmed by the leader (Raft's ReadIndex): a read after it is linearizable.
+    ///
+    /// Like a write, it fails with "etcdserver: request timed out" after the request timeout (a
+    /// stalled disk holding the Raft loop or the applier): the watchdog answers it, and the
+    /// answer the member would have given later is dropped.
     public func linearizableBarrier() async throws(ServerError) {
         let result: Result<UInt64, ServerError> = await withCheckedContinuation { c in
             let state = published.current
             if state.stopping { return c.resume(returning: .failure(.stopped)) }
             if let why = state.halted { return c.resume(returning: .failure(.halted(why))) }
+            let id = requestIDs.withLock { v -> UInt64 in
+                v &+= 1
+                return v
+            }
+            let once = OnceFlag()
+            let complete: @Sendable (Result<UInt64, ServerError>) -> Void = { [weak self] r in
+                guard once.claim() else { return }
+                self?.pendingReads.withLock { _ = $0.removeValue(forKey: id) }
+                c.resume(returning: r)
+            }
+            let deadline = monotonicNanoseconds() + requestTimeoutNanoseconds
+            pendingReads.withLock { $0[id] = (deadline, complete) }
             let closed = inbox.withLock { s -> ServerError? in
                 if let closed = s.closed { return closed }
-                s.reads.append(ReadWaiter(complete: { c.resume(returning: $0) }))
+                s.reads.append(ReadWaiter(complete: complete))
                 return nil
             }
-            if let closed { return c.resume(returning: .failure(closed)) }
+            if let closed { return complete(.failure(closed)) }
             inbox.broadcast()
         }
         _ = try result.get()
@@ -575,6 +595,13 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
             if !expired.isEmpty {
                 logger.warning("requests timed out waiting to be applied", metadata: ["count": "\(expired.count)"])
                 for c in expired { c.complete(.failure(.timeout)) }
+            }
+            let expiredReads = pendingReads.withLock { r -> [@Sendable (Result<UInt64, ServerError>) -> Void] in
+                r.values.compactMap { $0.deadline <= now ? $0.complete : nil }
+            }
+            if !expiredReads.isEmpty {
+                logger.warning("linearizable reads timed out", metadata: ["count": "\(expiredReads.count)"])
+                for complete in expiredReads { complete(.failure(.timeout)) }
             }
         }
     }
@@ -1109,3 +1136,9 @@ func hex(_ v: UInt64) -> String { String(v, radix: 16) }
 @_silgen_name("malloc_trim")
 private func glibcMallocTrim(_ pad: Int) -> Int32
 #endif
+
+/// True for the first `claim()` only: one answer per request, whichever thread comes first.
+final class OnceFlag: Sendable {
+    private let claimed = Atomic<Bool>(false)
+    func claim() -> Bool { !claimed.exchange(true, ordering: .acquiringAndReleasing) }
+}

@@ -345,6 +345,18 @@ struct RestartTests {
         } catch {
             #expect("\(error)".contains("etcdserver: request timed out"), "\(error)")
         }
+        // A linearizable read behind the same stall (the Raft loop is inside the WAL write)
+        // times out too instead of waiting for the disk.
+        m.server.walStallForTesting.withLock { $0 = 600_000 }
+        async let stalledWrite: PutResponse? = try? m.put("during2", "2")
+        try await Task.sleep(for: .milliseconds(50))
+        do {
+            _ = try await m.get("before")
+            Issue.record("a linearizable read behind a 600 ms stall should time out after 200 ms")
+        } catch {
+            #expect("\(error)".contains("etcdserver: request timed out"), "\(error)")
+        }
+        _ = await stalledWrite
         m.server.walStallForTesting.withLock { $0 = nil }
         try await Task.sleep(for: .milliseconds(700))
         // The outcome was unknown to the client; the write itself still went through the log.
