@@ -100,7 +100,14 @@ final class LoadShard: @unchecked Sendable {
                 self.recorders[request.kind].recordError(status)
             }
             self.completed += 1
-            self.issue(slot: slot)
+            if case .failure = result {
+                // A failed call may complete at once, inside unaryOnEventLoop (a closed
+                // connection): issuing the next one from here would recurse once per remaining
+                // request until the stack overflows (seen when the server stopped mid-run).
+                self.loop.execute { self.issue(slot: slot) }
+            } else {
+                self.issue(slot: slot)
+            }
         }
     }
 }

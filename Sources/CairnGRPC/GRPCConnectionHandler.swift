@@ -36,6 +36,15 @@ public struct GRPCServerConfiguration: Sendable {
     }
 }
 
+/// Asks a connection to drain for a graceful stop (fire it as a user inbound event on the
+/// connection's channel): the server sends GOAWAY (NO_ERROR, the last stream it started), so
+/// the client opens no new streams on it, and `promise` succeeds once no unary call is in
+/// flight on it. Streams (Watch, LeaseKeepAlive) do not end by themselves and are not waited for.
+public struct GRPCDrainRequest: Sendable {
+    public let promise: EventLoopPromise<Void>
+    public init(promise: EventLoopPromise<Void>) { self.promise = promise }
+}
+
 /// gRPC server logic running directly on the HTTP/2 connection channel (no per-stream child channels).
 ///
 /// Sits after `NIOHTTP2Handler(mode: .server)` and consumes `HTTP2Frame`s for all streams. All state
@@ -78,6 +87,10 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
     private var needsFlush = false
     /// A flush is queued on the event loop (see `flushIfOutsideReadCycle`).
     private var flushScheduled = false
+    /// The highest stream the client started (GOAWAY names it).
+    private var lastStreamID: HTTP2StreamID = .rootStream
+    /// Set once a drain was asked for: succeeds when no unary call is in flight.
+    private var drained: EventLoopPromise<Void>?
 
     public init(router: GRPCRouter, configuration: GRPCServerConfiguration) {
         self.router = router
@@ -94,6 +107,8 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
     public func handlerRemoved(context: ChannelHandlerContext) {
         self.cancelAll()
         self.context = nil
+        self.drained?.succeed()
+        self.drained = nil
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
@@ -114,7 +129,9 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
             if let call = self.calls.removeValue(forKey: closed.streamID) {
                 self.cancel(call)
             }
-        } else if let window = event as? NIOHTTP2WindowUpdatedEvent, window.streamID == .rootStream {
+            self.succeedDrainIfIdle()
+        } else if let window = event as? NIOHTTP2WindowUpdatedEvent {
+            guard window.streamID == .rootStream else { return }
             // Connection-level inbound flow control. NIOHTTP2Handler reports the remaining window after every
             // DATA frame, including frames it dropped for already-reset streams, so this never leaks window.
             if let remaining = window.inboundWindowSize, remaining <= self.configuration.connectionWindowSize / 2 {
@@ -122,6 +139,8 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
                 self.write(HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: increment)))
                 self.flushIfOutsideReadCycle()
             }
+        } else if let drain = event as? GRPCDrainRequest {
+            self.startDrain(drain.promise)
         } else {
             context.fireUserInboundEventTriggered(event)
         }
@@ -154,10 +173,39 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
         context.fireChannelReadComplete()
     }
 
+    // MARK: - Draining
+
+    private func startDrain(_ promise: EventLoopPromise<Void>) {
+        if let already = self.drained {
+            already.futureResult.cascade(to: promise)
+            return
+        }
+        self.drained = promise
+        self.write(
+            HTTP2Frame(
+                streamID: .rootStream, payload: .goAway(lastStreamID: self.lastStreamID, errorCode: .noError, opaqueData: nil)))
+        self.flushIfOutsideReadCycle()
+        self.succeedDrainIfIdle()
+    }
+
+    /// While draining: succeeds the drain once no unary call is left.
+    private func succeedDrainIfIdle() {
+        guard let promise = self.drained else { return }
+        let unaryInFlight = self.calls.values.contains { call in
+            if case .unary = call.method { return !call.finished }
+            return false
+        }
+        if !unaryInFlight {
+            self.drained = nil
+            promise.succeed()
+        }
+    }
+
     // MARK: - Inbound
 
     private func startCall(_ streamID: HTTP2StreamID, headers: HPACKHeaders, endStream: Bool) {
         guard let context = self.context else { return }
+        if streamID > self.lastStreamID { self.lastStreamID = streamID }
         if headers.first(name: ":method") != "POST" {
             self.rejectEarly(streamID, clientEnded: endStream, httpStatus: "405", status: GRPCStatus(.internal, "grpc: method must be POST"))
             return
@@ -340,6 +388,7 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
         let bidi = call.bidi
         call.bidi = nil
         if notifyHandler { bidi?.cancelled() }
+        self.succeedDrainIfIdle()
     }
 
     /// Responds to a call that never got state, with a single trailers-only HEADERS frame.

@@ -51,6 +51,10 @@ final class HTTP1EndpointHandler: ChannelInboundHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let drain = event as? GRPCDrainRequest {
+            drain.promise.succeed()  // no gRPC call runs on an HTTP/1 connection
+            return
+        }
         if event is IdleStateHandler.IdleStateEvent, !self.responding {
             context.close(promise: nil)
             return

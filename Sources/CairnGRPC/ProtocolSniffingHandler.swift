@@ -52,6 +52,14 @@ final class ProtocolSniffingHandler: ChannelInboundHandler, RemovableChannelHand
         self.timer = nil
     }
 
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let drain = event as? GRPCDrainRequest, !self.decided {
+            drain.promise.succeed()  // no call has started on a connection still being sniffed
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !self.decided else {
             context.fireChannelRead(data)

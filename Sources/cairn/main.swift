@@ -170,6 +170,8 @@ enum ServerMain {
         }
         var grpcConfiguration = GRPCServerConfiguration()
         grpcConfiguration.httpEndpoints = endpoints(true)
+        let connections = OpenConnections()
+        grpcConfiguration.onConnection = { connections.add($0) }
         var listeners: [any ListeningServer] = []
         func fail(_ what: String, _ url: ServerURL, _ error: any Error) async throws -> Never {
             logger.error("cannot listen for \(what)", metadata: ["url": "\(url)", "error": "\(error)"])
@@ -194,10 +196,11 @@ enum ServerMain {
         }
         let sig = await waitForSignal()
         logger.info("shutting down", metadata: ["signal": "\(sig)"])
-        // Stop accepting, give in-flight requests a moment, then stop the member (which
-        // completes or fails everything still waiting, syncs the backend, closes the WAL).
+        // Stop accepting; GOAWAY on every client connection and wait (at most
+        // `drainTimeout`) for the unary calls in flight to be answered; then stop the member
+        // (which completes or fails everything still waiting, syncs the backend, closes the WAL).
         for l in listeners { try? await l.close() }
-        try? await Task.sleep(for: .milliseconds(200))
+        await connections.drain(on: group.next(), timeout: .seconds(Self.drainTimeoutSeconds), logger: logger)
         if server.stop() {
             do { try KeyspaceCrashGuard.markClean(options) } catch {
                 logger.error("cannot record the clean stop", metadata: ["error": "\(error)"])
@@ -205,6 +208,9 @@ enum ServerMain {
         }
         try await group.shutdownGracefully()
     }
+
+    /// How long a graceful stop waits for unary calls in flight (streams are not waited for).
+    static let drainTimeoutSeconds: Int64 = 5
 
     /// Waits for SIGINT or SIGTERM.
     static func waitForSignal() async -> Int32 {
@@ -230,3 +236,39 @@ enum ServerMain {
 
 /// The signal sources `waitForSignal` installs; a dropped source would never fire.
 let signalSources = LockedValue<[any DispatchSourceSignal]>([])
+
+/// The open client connections, for the graceful stop's drain. Bounded by the connections the
+/// listeners accepted and that are still open (each removes itself when it closes).
+final class OpenConnections: Sendable {
+    private let channels = LockedValue<[ObjectIdentifier: any Channel]>([:])
+
+    func add(_ channel: any Channel) {
+        let id = ObjectIdentifier(channel)
+        channels.withLock { $0[id] = channel }
+        channel.closeFuture.whenComplete { [self] _ in channels.withLock { _ = $0.removeValue(forKey: id) } }
+    }
+
+    /// Sends every connection a `GRPCDrainRequest` and waits until all answered or `timeout`.
+    func drain(on loop: any EventLoop, timeout: TimeAmount, logger: Logger) async {
+        let open = channels.withLock { Array($0.values) }
+        guard !open.isEmpty else { return }
+        let promises = open.map { channel -> EventLoopPromise<Void> in
+            let promise = channel.eventLoop.makePromise(of: Void.self)
+            channel.pipeline.fireUserInboundEventTriggered(GRPCDrainRequest(promise: promise))
+            channel.closeFuture.whenComplete { _ in promise.succeed() }  // a connection gone is drained
+            return promise
+        }
+        let answered = LockedValue(0)
+        for p in promises { p.futureResult.whenComplete { _ in answered.withLock { $0 += 1 } } }
+        let all = loop.makePromise(of: Void.self)
+        EventLoopFuture.andAllComplete(promises.map(\.futureResult), on: loop).cascade(to: all)
+        let timer = loop.scheduleTask(in: timeout) { all.succeed() }  // a no-op once drained
+        try? await all.futureResult.get()
+        timer.cancel()
+        let waiting = promises.count - answered.current
+        if waiting > 0 {
+            logger.warning("stopping with unary calls still in flight", metadata: ["connections": "\(waiting)"])
+        }
+        for p in promises { p.succeed() }  // no promise left unfulfilled (a no-op for the rest)
+    }
+}

@@ -35,6 +35,46 @@ import Testing
         try await server.stop()
     }
 
+    /// A graceful stop's drain: GOAWAY naming the last stream, and the drain completes only
+    /// once the unary call in flight has been answered (which the client still receives).
+    @Test func drainSendsGoAwayAndWaitsForTheUnaryCallInFlight() async throws {
+        let server = try await TestServer.start()
+        let client = try await server.client()
+        let stream = try await client.newStream()
+        try await client.send([
+            HTTP2Frame(streamID: stream, payload: .headers(.init(headers: TestClient.requestHeaders(path: "/test.Echo/Held")))),
+            HTTP2Frame(streamID: stream, payload: .data(.init(data: .byteBuffer(TestClient.framed(["late"])), endStream: true))),
+        ])
+        while server.box.held.withLock({ $0.isEmpty }) { try await Task.sleep(for: .milliseconds(5)) }
+        let channel = server.box.channels.withLock { $0[0] }
+        let drained = channel.eventLoop.makePromise(of: Void.self)
+        channel.pipeline.fireUserInboundEventTriggered(GRPCDrainRequest(promise: drained))
+        // The GOAWAY arrives while the call is still held, so the drain cannot have completed.
+        var goAways: [HTTP2StreamID] = []
+        for _ in 0..<2000 where goAways.isEmpty {
+            goAways = try await client.channel.eventLoop.submit { client.handler.value.goAways }.get()
+            if goAways.isEmpty { try await Task.sleep(for: .milliseconds(5)) }
+        }
+        #expect(goAways == [stream], "GOAWAY names the last stream the client started")
+        let completedEarly = try await channel.eventLoop.submit {
+            var done = false
+            drained.futureResult.whenComplete { _ in done = true }
+            return done
+        }.get()
+        #expect(!completedEarly, "the drain waits for the call in flight")
+        // Answer the held call: the client gets its reply, and the drain completes.
+        let held = server.box.held.withLock { $0[0] }
+        held.succeed(TestClient.framed(["late"]).getSlice(at: 5, length: 4)!)
+        let r = try await client.response(stream)
+        #expect(r.grpcStatus == 0)
+        #expect(try r.messages() == ["late"])
+        try await drained.futureResult.get()
+        // (The client may already have closed the connection: after a GOAWAY, NIOHTTP2 closes
+        // it once its last stream ends.)
+        try? await client.channel.close()
+        try await server.stop()
+    }
+
     @Test func concurrentStreamsOnOneConnection() async throws {
         let server = try await TestServer.start()
         let client = try await server.client()

@@ -24,6 +24,8 @@ final class EchoBidi: GRPCBidiStreamHandler {
 final class Box: Sendable {
     let channels = Mutex<[any Channel]>([])
     let cancellations = Atomic<Int>(0)
+    /// Calls to test.Echo/Held wait here until the test answers them.
+    let held = Mutex<[EventLoopPromise<ByteBuffer>]>([])
 }
 
 /// A running test server with echo methods, plus captured connection channels.
@@ -56,6 +58,11 @@ final class TestServer: Sendable {
         })
         router.register(service: "test.Echo", method: "Never", .unary { _, ctx in
             ctx.eventLoop.makePromise(of: ByteBuffer.self).futureResult  // never completes
+        })
+        router.register(service: "test.Echo", method: "Held", .unary { _, ctx in
+            let p = ctx.eventLoop.makePromise(of: ByteBuffer.self)
+            box.held.withLock { $0.append(p) }
+            return p.futureResult
         })
         router.register(service: "test.Echo", method: "Bidi", .bidirectional { _, writer in EchoBidi(writer: writer, box: box) })
         var config = GRPCServerConfiguration()

@@ -48,9 +48,15 @@ public final class ClientFrameHandler: ChannelInboundHandler {
     public var responses: [HTTP2StreamID: StreamResponse] = [:]
     public var waiters: [HTTP2StreamID: EventLoopPromise<StreamResponse>] = [:]
     public var nextStreamID = HTTP2StreamID(1)
+    /// The last stream id of each GOAWAY the server sent, in order.
+    public var goAways: [HTTP2StreamID] = []
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = self.unwrapInboundIn(data)
+        if case .goAway(let last, _, _) = frame.payload {
+            self.goAways.append(last)
+            return
+        }
         var response = self.responses[frame.streamID] ?? StreamResponse()
         guard !response.ended else { return }
         switch frame.payload {
