@@ -37,9 +37,11 @@ public struct GRPCServerConfiguration: Sendable {
 }
 
 /// Asks a connection to drain for a graceful stop (fire it as a user inbound event on the
-/// connection's channel): the server sends GOAWAY (NO_ERROR, the last stream it started), so
-/// the client opens no new streams on it, and `promise` succeeds once no unary call is in
-/// flight on it. Streams (Watch, LeaseKeepAlive) do not end by themselves and are not waited for.
+/// connection's channel): the server sends GOAWAY (NO_ERROR, naming the last stream the client
+/// started), so the client opens no new streams on it, and `promise` succeeds once no unary
+/// call is in flight on it and every finished one's stream has closed (its trailers left
+/// HTTP/2's flow-control buffers). Streams (Watch, LeaseKeepAlive) do not end by themselves
+/// and are not waited for.
 public struct GRPCDrainRequest: Sendable {
     public let promise: EventLoopPromise<Void>
     public init(promise: EventLoopPromise<Void>) { self.promise = promise }
@@ -91,6 +93,9 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
     private var lastStreamID: HTTP2StreamID = .rootStream
     /// Set once a drain was asked for: succeeds when no unary call is in flight.
     private var drained: EventLoopPromise<Void>?
+    /// Unary calls answered whose streams have not closed yet (their reply may still sit in
+    /// NIOHTTP2's flow-control buffer); bounded by the connection's concurrent streams.
+    private var unaryStreamsClosing: Set<HTTP2StreamID> = []
 
     public init(router: GRPCRouter, configuration: GRPCServerConfiguration) {
         self.router = router
@@ -129,6 +134,7 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
             if let call = self.calls.removeValue(forKey: closed.streamID) {
                 self.cancel(call)
             }
+            self.unaryStreamsClosing.remove(closed.streamID)
             self.succeedDrainIfIdle()
         } else if let window = event as? NIOHTTP2WindowUpdatedEvent {
             guard window.streamID == .rootStream else { return }
@@ -190,7 +196,7 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
 
     /// While draining: succeeds the drain once no unary call is left.
     private func succeedDrainIfIdle() {
-        guard let promise = self.drained else { return }
+        guard let promise = self.drained, self.unaryStreamsClosing.isEmpty else { return }
         let unaryInFlight = self.calls.values.contains { call in
             if case .unary = call.method { return !call.finished }
             return false
@@ -385,6 +391,7 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
             self.write(HTTP2Frame(streamID: streamID, payload: .rstStream(.noError)))
         }
         self.calls.removeValue(forKey: streamID)
+        if case .unary = call.method { self.unaryStreamsClosing.insert(streamID) }
         let bidi = call.bidi
         call.bidi = nil
         if notifyHandler { bidi?.cancelled() }
@@ -451,6 +458,7 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
     private func cancelAll() {
         let calls = self.calls
         self.calls.removeAll()
+        self.unaryStreamsClosing.removeAll()
         for call in calls.values { self.cancel(call) }
     }
 }

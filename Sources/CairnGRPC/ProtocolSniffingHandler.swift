@@ -29,6 +29,8 @@ final class ProtocolSniffingHandler: ChannelInboundHandler, RemovableChannelHand
     private var buffered: ByteBuffer?
     private var timer: Scheduled<Void>?
     private var decided = false
+    /// A drain was asked for before the protocol was known.
+    private var drainWhenDecided = false
 
     init(
         endpoints: HTTPEndpoints?, timeout: TimeAmount, http1IdleTimeout: TimeAmount,
@@ -54,7 +56,10 @@ final class ProtocolSniffingHandler: ChannelInboundHandler, RemovableChannelHand
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let drain = event as? GRPCDrainRequest, !self.decided {
-            drain.promise.succeed()  // no call has started on a connection still being sniffed
+            // No call has started on a connection still being sniffed. Should it turn out to be
+            // HTTP/2, it is drained as soon as its handlers are in place (see `decide`).
+            self.drainWhenDecided = true
+            drain.promise.succeed()
             return
         }
         context.fireUserInboundEventTriggered(event)
@@ -121,6 +126,11 @@ final class ProtocolSniffingHandler: ChannelInboundHandler, RemovableChannelHand
         if let held = self.buffered {
             self.buffered = nil
             context.fireChannelRead(self.wrapInboundOut(held))
+        }
+        if self.drainWhenDecided {
+            // The calls in the bytes just replayed are answered; later ones are refused. The
+            // handlers complete the promise (the gRPC one once drained, or when removed).
+            context.fireUserInboundEventTriggered(GRPCDrainRequest(promise: context.eventLoop.makePromise()))
         }
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }

@@ -273,7 +273,7 @@ public final class LMDBBackend: StorageBackend, @unchecked Sendable {
     public func releaseMappedPages() {
         gate.enter()
         defer { gate.leave() }
-        let fd = open("/proc/self/maps", O_RDONLY)
+        let fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return }
         defer { close(fd) }
         var text: [UInt8] = []

@@ -76,7 +76,9 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
     let appliedWaiters = LockedValue(AppliedWaiters())
     let alarms = LockedValue<Set<AlarmKey>>([])
     /// Linearizable reads not answered yet, with their deadlines, for the watchdog. Bounded by
-    /// the reads in flight (each holds a client call).
+    /// the reads in flight (each holds a client call). A read the watchdog answered leaves its
+    /// (inert) callback in the Raft loop's or applier's lists until the stall ends, as a
+    /// timed-out write leaves its proposal: those grow with clients retrying during a stall.
     let pendingReads = LockedValue<[UInt64: (deadline: UInt64, complete: @Sendable (Result<UInt64, ServerError>) -> Void)]>([:])
     /// The keyspace holds data the WAL does not (restored from a snapshot) until the member's
     /// first snapshot, which is then taken at once (see `KeyspaceCrashGuard`).

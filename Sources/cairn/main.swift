@@ -200,7 +200,10 @@ enum ServerMain {
         // `drainTimeout`) for the unary calls in flight to be answered; then stop the member
         // (which completes or fails everything still waiting, syncs the backend, closes the WAL).
         for l in listeners { try? await l.close() }
-        await connections.drain(on: group.next(), timeout: .seconds(Self.drainTimeoutSeconds), logger: logger)
+        // As long as a write may wait for its answer (the request timeout, 7 s by default): a
+        // write behind a slow disk is then answered or times out, never "server stopped".
+        await connections.drain(
+            on: group.next(), timeout: .milliseconds(Int64(options.effectiveRequestTimeoutMilliseconds) + 500), logger: logger)
         if server.stop() {
             do { try KeyspaceCrashGuard.markClean(options) } catch {
                 logger.error("cannot record the clean stop", metadata: ["error": "\(error)"])
@@ -208,9 +211,6 @@ enum ServerMain {
         }
         try await group.shutdownGracefully()
     }
-
-    /// How long a graceful stop waits for unary calls in flight (streams are not waited for).
-    static let drainTimeoutSeconds: Int64 = 5
 
     /// Waits for SIGINT or SIGTERM.
     static func waitForSignal() async -> Int32 {
@@ -241,16 +241,28 @@ let signalSources = LockedValue<[any DispatchSourceSignal]>([])
 /// listeners accepted and that are still open (each removes itself when it closes).
 final class OpenConnections: Sendable {
     private let channels = LockedValue<[ObjectIdentifier: any Channel]>([:])
+    /// Set when the drain begins: a connection accepted from then on is drained at once.
+    private let draining = LockedValue(false)
 
     func add(_ channel: any Channel) {
         let id = ObjectIdentifier(channel)
-        channels.withLock { $0[id] = channel }
+        let drainNow = channels.withLock { c -> Bool in
+            c[id] = channel
+            return draining.current
+        }
         channel.closeFuture.whenComplete { [self] _ in channels.withLock { _ = $0.removeValue(forKey: id) } }
+        if drainNow {
+            // Accepted just before the listener closed; the gRPC handler completes the promise.
+            channel.pipeline.fireUserInboundEventTriggered(GRPCDrainRequest(promise: channel.eventLoop.makePromise()))
+        }
     }
 
     /// Sends every connection a `GRPCDrainRequest` and waits until all answered or `timeout`.
     func drain(on loop: any EventLoop, timeout: TimeAmount, logger: Logger) async {
-        let open = channels.withLock { Array($0.values) }
+        let open = channels.withLock { c -> [any Channel] in
+            draining.withLock { $0 = true }
+            return Array(c.values)
+        }
         guard !open.isEmpty else { return }
         let promises = open.map { channel -> EventLoopPromise<Void> in
             let promise = channel.eventLoop.makePromise(of: Void.self)
