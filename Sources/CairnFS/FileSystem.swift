@@ -131,6 +131,30 @@ public struct FileSystem: Sendable {
         return try file.read(at: 0, count: Int(size))
     }
 
+    /// Replaces `path` with `bytes` atomically and durably: written to `path.tmp`, fsynced,
+    /// renamed over `path`, and the directory fsynced.
+    public func writeFileDurably(_ path: String, _ bytes: [UInt8]) throws(FSError) {
+        let tmp = path + ".tmp"
+        let file = try open(tmp, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
+        do {
+            try file.write(bytes, at: 0)
+            try file.fsync()
+        } catch {
+            file.close()
+            throw error
+        }
+        file.close()
+        try rename(tmp, path)
+        try fsyncDirectory(parentDirectory(of: path))
+    }
+
+    /// Removes `path` if it exists, durably (the directory fsynced).
+    public func removeFileDurably(_ path: String) throws(FSError) {
+        guard exists(path) else { return }
+        try unlink(path)
+        try fsyncDirectory(parentDirectory(of: path))
+    }
+
     /// Copies a file byte for byte to `to` (created exclusively), fsyncing the copy
     /// and its directory: used to keep a copy before any repair.
     public func copyFile(_ from: String, to: String) throws(FSError) {

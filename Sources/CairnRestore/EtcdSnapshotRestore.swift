@@ -90,18 +90,15 @@ public struct EtcdSnapshotRestore: Sendable {
             // The keyspace holds data no WAL does until the member's first snapshot: say so
             // in the same rename, so a machine crash before that snapshot never rebuilds it
             // from the WAL alone (see the server's KeyspaceCrashGuard).
-            let flag = staging + "/member/" + MemberFiles.keyspaceRestoredFlag
-            guard FileManager.default.createFile(atPath: flag, contents: Data("restored from \(self.snapshotPath)\n".utf8)) else {
-                throw Failure.failed("could not write \(flag)")
-            }
-            Self.syncFile(flag)
-            Self.syncDirectory(staging + "/member/keyspace")
-            Self.syncDirectory(staging + "/member")
-            Self.syncDirectory(staging)
+            let fs = FileSystem.live
+            try fs.writeFileDurably(
+                staging + "/member/" + MemberFiles.keyspaceRestoredFlag, Array("restored from \(self.snapshotPath)\n".utf8))
+            try fs.fsyncDirectory(staging + "/member/keyspace")
+            try fs.fsyncDirectory(staging)
             guard rename(staging, self.dataDirectory) == 0 else {
                 throw Failure.failed("could not rename \(staging) to \(self.dataDirectory): \(String(cString: strerror(errno)))")
             }
-            Self.syncDirectory((self.dataDirectory as NSString).deletingLastPathComponent)
+            try fs.fsyncDirectory(parentDirectory(of: self.dataDirectory))
             return summary
         } catch {
             try? FileManager.default.removeItem(atPath: staging)
@@ -172,22 +169,6 @@ public struct EtcdSnapshotRestore: Sendable {
             return Summary(
                 revision: keyspace.revision, keys: keyspace.keyCount, revisions: revisions,
                 compactedRevision: keyspace.compactedRevision, leases: keyspace.allLeases().count)
-        }
-    }
-
-    static func syncFile(_ path: String) {
-        let fd = open(path, O_RDONLY)
-        if fd >= 0 {
-            _ = fsync(fd)
-            close(fd)
-        }
-    }
-
-    static func syncDirectory(_ path: String) {
-        let fd = open(path.isEmpty ? "." : path, O_RDONLY | O_DIRECTORY)
-        if fd >= 0 {
-            _ = fsync(fd)
-            close(fd)
         }
     }
 }

@@ -82,10 +82,13 @@ public enum EtcdSnapshotExport {
             case "\n": out += "\\n"
             case "\r": out += "\\r"
             case "\t": out += "\\t"
-            case "<", ">", "&", _ where u.value < 0x20:
+            default:
+                guard u.value < 0x20 || u == "<" || u == ">" || u == "&" else {
+                    out.unicodeScalars.append(u)
+                    continue
+                }
                 let h = String(u.value, radix: 16)
                 out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
-            default: out.unicodeScalars.append(u)
             }
         }
         return out + "\""

@@ -62,7 +62,7 @@ public enum KeyspaceCrashGuard {
                 keptFromAnotherBoot = setAside == nil
             }
         }
-        if !keptFromAnotherBoot { try writeDurably(marker, (bootID ?? "unknown") + "\n") }
+        if !keptFromAnotherBoot { try fs.writeFileDurably(marker, Array(((bootID ?? "unknown") + "\n").utf8)) }
         return setAside
     }
 
@@ -97,46 +97,22 @@ public enum KeyspaceCrashGuard {
 
     /// Call after a clean stop synced the backend: nothing is unsynced any more.
     public static func markClean(_ options: ServerOptions) throws {
-        let fs = FileSystem.live
-        let marker = markerPath(options)
-        guard fs.exists(marker) else { return }
-        try fs.unlink(marker)
-        try fs.fsyncDirectory(options.memberDirectory)
+        try FileSystem.live.removeFileDurably(markerPath(options))
     }
 
     /// A new member over a restored keyspace: until its first snapshot, the WAL cannot rebuild it.
     static func markRestored(_ options: ServerOptions) throws {
         guard !FileSystem.live.exists(restoredPath(options)) else { return }
-        try writeDurably(restoredPath(options), "restored from a snapshot; the member has no snapshot of its own yet\n")
+        try FileSystem.live.writeFileDurably(
+            restoredPath(options), Array("restored from a snapshot; the member has no snapshot of its own yet\n".utf8))
     }
 
     /// After the member's snapshot (and backend sync): the keyspace can be rebuilt again.
     static func clearRestored(_ options: ServerOptions) throws {
-        let fs = FileSystem.live
-        let path = restoredPath(options)
-        guard fs.exists(path) else { return }
-        try fs.unlink(path)
-        try fs.fsyncDirectory(options.memberDirectory)
+        try FileSystem.live.removeFileDurably(restoredPath(options))
     }
 
     static func isRestored(_ options: ServerOptions) -> Bool { FileSystem.live.exists(restoredPath(options)) }
-
-    /// Writes `text` to `path` through a temporary file, fsynced, renamed and the directory fsynced.
-    private static func writeDurably(_ path: String, _ text: String) throws {
-        let fs = FileSystem.live
-        let tmp = path + ".tmp"
-        let file = try fs.open(tmp, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
-        do {
-            try file.write(Array(text.utf8), at: 0)
-            try file.fsync()
-        } catch {
-            file.close()
-            throw error
-        }
-        file.close()
-        try fs.rename(tmp, path)
-        try fs.fsyncDirectory(parentDirectory(of: path))
-    }
 
 }
 

@@ -770,6 +770,7 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
     }
 
     private func enqueueApply(_ entries: [Entry]) {
+        if let last = entries.last { published.withLock { $0.committedIndex = max($0.committedIndex, last.index) } }
         if Self.appliesInline(entries, maxEntries: options.maxApplyBatchEntries), applyInlineIfIdle(entries) { return }
         // Backpressure: the Raft loop waits while the applier is far behind.
         applyQueue.withLock(waitingUntil: { $0.entries.count < self.options.maxApplyBacklogEntries || $0.stopped }) { q in
@@ -777,7 +778,6 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
             q.entries.append(contentsOf: entries)
         }
         applyQueue.broadcast()
-        if let last = entries.last { published.withLock { $0.committedIndex = max($0.committedIndex, last.index) } }
     }
 
     /// Whether the Raft loop may apply `entries` itself: a few puts (at most 8, and at most
@@ -815,7 +815,6 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
             return !q.entries.isEmpty || q.stopping
         }
         if applierWaits { applyQueue.broadcast() }
-        if let last = entries.last { published.withLock { $0.committedIndex = max($0.committedIndex, last.index) } }
         return true
     }
 

@@ -429,8 +429,8 @@ public final class WAL: Sendable {
         _ records: [WALRecord], assignIndex: (UInt64, WALEntryType, [UInt8], IndexBox)?,
         completion: @escaping @Sendable (WALError?) -> Void
     ) {
-        let extra = assignIndex.map { [WALRecord.entry(WALEntry(term: 0, index: 0, data: $0.2))] } ?? []
-        if let tooLarge = Self.oversized(records + extra) {
+        let assigned = assignIndex.map { WALRecord.entry(WALEntry(term: 0, index: 0, data: $0.2)) }
+        if let tooLarge = Self.oversized(records, plus: assigned) {
             completion(tooLarge)
             return
         }
@@ -461,8 +461,8 @@ public final class WAL: Sendable {
     }
 
     /// The reader treats a longer payload as damage: refuse it before it is acknowledged.
-    private static func oversized(_ records: [WALRecord]) -> WALError? {
-        var largest = 0
+    private static func oversized(_ records: [WALRecord], plus extra: WALRecord? = nil) -> WALError? {
+        var largest = extra?.payloadBytes ?? 0
         for r in records { largest = max(largest, r.payloadBytes) }
         if largest > WALFormat.maxPayloadBytes {
             return .recordTooLarge(payloadBytes: largest, maxPayloadBytes: WALFormat.maxPayloadBytes)
