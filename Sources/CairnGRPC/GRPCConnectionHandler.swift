@@ -37,11 +37,17 @@ public struct GRPCServerConfiguration: Sendable {
 }
 
 /// Asks a connection to drain for a graceful stop (fire it as a user inbound event on the
-/// connection's channel): the server sends GOAWAY (NO_ERROR, naming the last stream the client
-/// started), so the client opens no new streams on it, and `promise` succeeds once no unary
-/// call is in flight on it and every finished one's stream has closed (its trailers left
-/// HTTP/2's flow-control buffers). Streams (Watch, LeaseKeepAlive) do not end by themselves
-/// and are not waited for.
+/// connection's channel). The server sends GOAWAY twice, as RFC 9113 §6.8 suggests: first
+/// naming the largest stream id (the client opens no new streams; nothing it already sent is
+/// refused) with a PING, then, once the PING's ACK shows that every stream the client opened
+/// before it read the GOAWAY has arrived, naming the last stream the client started. `promise`
+/// succeeds once that is done, no unary call is in flight on the connection and every finished
+/// one's stream has closed (its trailers left HTTP/2's flow-control buffers). Streams (Watch,
+/// LeaseKeepAlive) do not end by themselves and are not waited for.
+///
+/// The first GOAWAY and the PING go past NIOHTTP2's state machine (``HTTP2RawConnectionFrames``):
+/// through it, NIOHTTP2 1.46 refuses the streams that cross the GOAWAY and then fails the whole
+/// connection on their DATA, with every call on it in flight.
 public struct GRPCDrainRequest: Sendable {
     public let promise: EventLoopPromise<Void>
     public init(promise: EventLoopPromise<Void>) { self.promise = promise }
@@ -93,6 +99,21 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
     private var lastStreamID: HTTP2StreamID = .rootStream
     /// Set once a drain was asked for: succeeds when no unary call is in flight.
     private var drained: EventLoopPromise<Void>?
+    /// Where a drain is: the first GOAWAY and its PING sent, or the final GOAWAY sent.
+    private var drainPhase: DrainPhase?
+    /// The last stream the final GOAWAY named: a stream opened above it is refused unprocessed
+    /// (the client counts it as refused, and may retry it elsewhere). NIOHTTP2 drops such
+    /// streams itself; this guards the handler should one get through.
+    private var goAwayLastStreamID: HTTP2StreamID?
+
+    enum DrainPhase {
+        case awaitingPingAck
+        case finalGoAwaySent
+    }
+
+    /// The PING payload that marks the drain's round trip.
+    static let drainPingValue: UInt64 = 0x6361_6972_6e64_7261  // "cairndra"
+    static let drainPingData = HTTP2PingData(withInteger: drainPingValue)
     /// Unary calls answered whose streams have not closed yet (their reply may still sit in
     /// NIOHTTP2's flow-control buffer); bounded by the connection's concurrent streams.
     private var unaryStreamsClosing: Set<HTTP2StreamID> = []
@@ -165,6 +186,8 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
             }
         case .data(let payload):
             self.receiveData(frame.streamID, payload: payload)
+        case .ping(let data, ack: true) where data == Self.drainPingData:
+            self.drainPingAcknowledged()
         default:
             break  // RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE handled by NIOHTTP2Handler / StreamClosedEvent.
         }
@@ -187,6 +210,20 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
             return
         }
         self.drained = promise
+        self.drainPhase = .awaitingPingAck
+        guard let context = self.context else { return }
+        var frames = HTTP2RawConnectionFrames.goAway(lastStreamID: .maxID, errorCode: .noError)
+        var ping = HTTP2RawConnectionFrames.ping(Self.drainPingValue)
+        frames.writeBuffer(&ping)
+        context.triggerUserOutboundEvent(HTTP2RawConnectionFrames(frames), promise: nil)
+    }
+
+    /// The drain's PING came back: the client has read the first GOAWAY, and every stream it
+    /// opened before that has reached us. Name the last one.
+    private func drainPingAcknowledged() {
+        guard self.drainPhase == .awaitingPingAck else { return }
+        self.drainPhase = .finalGoAwaySent
+        self.goAwayLastStreamID = self.lastStreamID
         self.write(
             HTTP2Frame(
                 streamID: .rootStream, payload: .goAway(lastStreamID: self.lastStreamID, errorCode: .noError, opaqueData: nil)))
@@ -196,7 +233,7 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
 
     /// While draining: succeeds the drain once no unary call is left.
     private func succeedDrainIfIdle() {
-        guard let promise = self.drained, self.unaryStreamsClosing.isEmpty else { return }
+        guard let promise = self.drained, self.drainPhase == .finalGoAwaySent, self.unaryStreamsClosing.isEmpty else { return }
         let unaryInFlight = self.calls.values.contains { call in
             if case .unary = call.method { return !call.finished }
             return false
@@ -211,6 +248,11 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
 
     private func startCall(_ streamID: HTTP2StreamID, headers: HPACKHeaders, endStream: Bool) {
         guard let context = self.context else { return }
+        if let last = self.goAwayLastStreamID, streamID > last {
+            // Opened after the final GOAWAY (only a client breaking the protocol does): never started.
+            self.write(HTTP2Frame(streamID: streamID, payload: .rstStream(.refusedStream)))
+            return
+        }
         if streamID > self.lastStreamID { self.lastStreamID = streamID }
         if headers.first(name: ":method") != "POST" {
             self.rejectEarly(streamID, clientEnded: endStream, httpStatus: "405", status: GRPCStatus(.internal, "grpc: method must be POST"))

@@ -2,7 +2,8 @@ import NIOCore
 import NIOHTTP2
 import NIOPosix
 
-/// A listening gRPC server: one `NIOHTTP2Handler` + one `GRPCConnectionHandler` per TCP connection.
+/// A listening gRPC server: one `NIOHTTP2Handler` + one `GRPCConnectionHandler` per TCP connection
+/// (and an ``HTTP2RawFrameWriter`` before them, for the graceful drain's first GOAWAY).
 ///
 /// As etcd's client port, it also answers HTTP/1.x on the same port when
 /// `configuration.httpEndpoints` is set: each connection's first bytes choose the protocol
@@ -37,6 +38,7 @@ public final class GRPCServer: ListeningServer {
                 http1IdleTimeout: configuration.http1IdleTimeout
             ) { channel in
                 let sync = channel.pipeline.syncOperations
+                try sync.addHandler(HTTP2RawFrameWriter())
                 try sync.addHandler(NIOHTTP2Handler(mode: .server, connectionConfiguration: connectionConfiguration))
                 try sync.addHandler(GRPCConnectionHandler(router: router, configuration: configuration))
             }

@@ -85,8 +85,14 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
     let needsFirstSnapshot = LockedValue(false)
     private let requestIDs: LockedValue<UInt64>
     private let threads = LockedValue<[OSThread]>([])
-    /// Tests only: microseconds each WAL write waits first, as on a stalled disk.
-    let walStallForTesting = LockedValue<UInt32?>(nil)
+    /// Tests only: while `closed`, each WAL write waits for it to open, as on a stalled disk;
+    /// `waiting` counts the writes held, so a test knows the Raft loop is stuck.
+    let walGateForTesting = LockedCondition(WALGate())
+
+    struct WALGate {
+        var closed = false
+        var waiting = 0
+    }
     /// Wakes the watchdog thread when the member stops.
     private let watchdogStop = LockedCondition(false)
     private var requestTimeoutNanoseconds: UInt64 { UInt64(options.effectiveRequestTimeoutMilliseconds) * 1_000_000 }
@@ -714,7 +720,7 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
                     raftStage.recordNanoseconds(Int64(t0 &- proposalsTakenNanoseconds))
                     proposalsTakenNanoseconds = 0
                 }
-                if let delay = walStallForTesting.current { usleep(delay) }
+                holdAtWALGateForTesting()
                 try wal.appendAndSync(records)
                 let walNanoseconds = Int64(monotonicNanoseconds() - t0)
                 walSyncTimer.recordNanoseconds(walNanoseconds)
@@ -728,6 +734,14 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
             for rs in rd.readStates { answerRead(rs) }
             try node.advance()
         }
+    }
+
+    private func holdAtWALGateForTesting() {
+        guard walGateForTesting.withLock({ $0.closed }) else { return }
+        walGateForTesting.withLock { $0.waiting += 1 }
+        walGateForTesting.broadcast()
+        walGateForTesting.withLock(waitingUntil: { !$0.closed }) { $0.waiting -= 1 }
+        walGateForTesting.broadcast()
     }
 
     private func roleChanged(_ ss: SoftState) {

@@ -136,7 +136,7 @@ struct BadInputTests {
                             _ = try await client.call(EtcdMethods.put, putRequest(key, "v"), timeout: .seconds(30))
                         } catch {
                             // Refused (GOAWAY) or the member is gone: not applied.
-                            acks.failures.withLock { $0.append("\(error)") }
+                            acks.failures.withLock { $0.append("\(key): \(error)") }
                             return
                         }
                         acks.add(key, "v")
@@ -167,7 +167,10 @@ struct BadInputTests {
         let unacknowledged = Set(stored.keys).subtracting(acknowledged.keys)
         let lost = Set(acknowledged.keys).subtracting(stored.keys)
         #expect(lost.isEmpty, "\(lost.count) acknowledged writes lost")
-        #expect(unacknowledged.isEmpty, "\(unacknowledged.count) writes applied but never answered, e.g. \(unacknowledged.first ?? "")")
+        let failures = acks.failures.withLock { $0 }
+        #expect(
+            unacknowledged.isEmpty,
+            "\(unacknowledged.count) writes applied but never answered, e.g. \(unacknowledged.first ?? ""); the writers' last calls: \(failures.filter { f in unacknowledged.contains { f.hasPrefix($0 + ":") } }); log: \(member.tailOfLog())")
         #expect(member.stop() == 0)
     }
 

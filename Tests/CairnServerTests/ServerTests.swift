@@ -335,29 +335,34 @@ struct RestartTests {
         defer { m.server.stop() }
         try await m.waitLeader()
         _ = try await m.put("before", "1")
-        m.server.walStallForTesting.withLock { $0 = 600_000 }  // 600 ms per WAL write
-        // Had the timeout waited for the disk, the write would have succeeded once the stall
-        // ended; failing with the timeout shows it did not (no wall-clock assertion: the test
-        // runner's threads are shared with other tests).
+        // The disk stalls until the test opens the gate: no outcome depends on how fast the
+        // test runner's threads are scheduled.
+        m.server.walGateForTesting.withLock { $0.closed = true }
+        defer {  // never leave the Raft loop held: stop() joins it
+            m.server.walGateForTesting.withLock { $0.closed = false }
+            m.server.walGateForTesting.broadcast()
+        }
         do {
             _ = try await m.put("during", "2")
-            Issue.record("a write behind a 600 ms stall should time out after 200 ms")
+            Issue.record("a write behind a stalled disk should time out after 200 ms")
         } catch {
             #expect("\(error)".contains("etcdserver: request timed out"), "\(error)")
         }
-        // A linearizable read behind the same stall (still 600 ms per WAL write; the Raft loop
-        // is inside the WAL write) times out too instead of waiting for the disk.
-        async let stalledWrite: PutResponse? = try? m.put("during2", "2")
-        try await Task.sleep(for: .milliseconds(50))
+        // The Raft loop is held inside that WAL write (it may reach the gate after the
+        // timeout on a loaded machine: wait for it, bounded).
+        for _ in 0..<1000 where m.server.walGateForTesting.withLock({ $0.waiting }) == 0 {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(m.server.walGateForTesting.withLock { $0.waiting } == 1)
+        // A linearizable read behind the same stall times out too instead of waiting for the disk.
         do {
             _ = try await m.get("before")
-            Issue.record("a linearizable read behind a 600 ms stall should time out after 200 ms")
+            Issue.record("a linearizable read behind a stalled disk should time out after 200 ms")
         } catch {
             #expect("\(error)".contains("etcdserver: request timed out"), "\(error)")
         }
-        _ = await stalledWrite
-        m.server.walStallForTesting.withLock { $0 = nil }
-        try await Task.sleep(for: .milliseconds(700))
+        m.server.walGateForTesting.withLock { $0.closed = false }
+        m.server.walGateForTesting.broadcast()
         // The outcome was unknown to the client; the write itself still went through the log.
         #expect(try await m.get("during") == "2")
         _ = try await m.put("after", "3")
