@@ -222,13 +222,14 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
                 token: options.initialClusterToken)
             wal = try WAL.create(
                 directory: walDir, metadata: WALMetadata(clusterID: identity.clusterID, memberID: identity.memberID),
-                logger: logger)
+                configuration: options.walConfiguration, logger: logger)
             raftLog.setConfState(ConfState(voters: [identity.memberID]))
             fresh = true
         } else {
             // The newest snapshot the WAL has a marker for (the marker is written before the
             // file, so a file without one is the leftover of an interrupted snapshot).
-            let (opened_, replay, chosen) = try openWAL(walDir, newestFirst: Array(snaps.reversed()), logger: logger)
+            let (opened_, replay, chosen) = try openWAL(
+                walDir, configuration: options.walConfiguration, newestFirst: Array(snaps.reversed()), logger: logger)
             let marker = chosen.map { WALSnapshotMarker(index: $0.index, term: $0.term) }
             let restoreMarker = options.memberDirectory + "/restore.marker"
             if let chosen {
@@ -311,14 +312,17 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
 
     /// Opens the WAL from the newest snapshot it has a marker for.
     private static func openWAL(
-        _ walDir: String, newestFirst: [(name: String, term: UInt64, index: UInt64)], logger: Logger
+        _ walDir: String, configuration: WALConfiguration, newestFirst: [(name: String, term: UInt64, index: UInt64)],
+        logger: Logger
     ) throws -> (WAL, WALReplay, (name: String, term: UInt64, index: UInt64)?) {
         var candidates = newestFirst[...]
         while true {
             let c = candidates.first
             let marker = c.map { WALSnapshotMarker(index: $0.index, term: $0.term) }
             let result: Result<(WAL, WALReplay), WALError>
-            do { result = .success(try WAL.open(directory: walDir, snapshot: marker, logger: logger)) } catch {
+            do {
+                result = .success(try WAL.open(directory: walDir, snapshot: marker, configuration: configuration, logger: logger))
+            } catch {
                 result = .failure(error)
             }
             switch result {

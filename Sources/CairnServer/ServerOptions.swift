@@ -1,4 +1,5 @@
 import CairnMVCC
+import CairnWAL
 
 /// What a member needs to know to run (the subset of etcd's flags the core uses).
 public struct ServerOptions: Sendable {
@@ -24,6 +25,13 @@ public struct ServerOptions: Sendable {
     public var maxSnapshots = 5
     /// WAL segments kept once a snapshot covers them (`--max-wals`; 0 = all).
     public var maxWALs = 5
+    /// How WAL segments get their space. Zeros written ahead of use make each sync flush only
+    /// data: on ext4 a write into `fallocate`d (unwritten) space also commits the journal to
+    /// convert the extent. Measured here (5,000-byte appends + fdatasync): p50 97 µs and 44 µs
+    /// of CPU against 155 µs and 61 µs (docs/benchmarks.md). A new member writes its first
+    /// segment's 64 MiB of zeros before it starts (about 0.2 s here); later ones are prepared
+    /// in the background.
+    public var walPreallocation: WALPreallocation = .zeroFill
     /// The backend quota (`--quota-backend-bytes`); reached, writes fail with NOSPACE.
     public var quotaBackendBytes: Int64 = 2 << 30
     /// Writes waiting for their entry to be applied; beyond it, "etcdserver: too many requests".
@@ -52,6 +60,13 @@ public struct ServerOptions: Sendable {
     public var resolvedWALDirectory: String { walDirectory ?? memberDirectory + "/wal" }
     public var snapshotDirectory: String { memberDirectory + "/snap" }
     public var keyspaceDirectory: String { memberDirectory + "/keyspace" }
+
+    /// The member's WAL settings (the library's defaults but for the preallocation).
+    public var walConfiguration: WALConfiguration {
+        var c = WALConfiguration()
+        c.preallocation = walPreallocation
+        return c
+    }
 
     /// Election timeout in ticks (at least 2, as Raft requires it above the heartbeat's 1).
     public var electionTicks: Int { max(2, electionTimeoutMilliseconds / max(1, heartbeatIntervalMilliseconds)) }

@@ -416,3 +416,35 @@ final class SyncGate: @unchecked Sendable {
 
     func release() { lock.lock(); released = true; lock.broadcast(); lock.unlock() }
 }
+
+/// Segments written with zeros ahead of use (the server's default): each holds its whole size
+/// as real blocks from the start, the log spans several of them, and replay reads it all.
+@Suite struct ZeroFilledSegments {
+    @Test func aLogAcrossZeroFilledSegmentsReplaysWhole() throws {
+        let dir = makeTempDir()
+        defer { removeTree(dir) }
+        var config = smallConfig(segmentSizeBytes: 16 << 10)
+        config.preallocation = .zeroFill
+        let recorder = SyscallRecorder()
+        config.fileSystem = FileSystem(syscalls: recorder.syscalls())
+        let wal = try WAL.create(directory: dir, metadata: testMetadata, configuration: config, logger: testLogger)
+        for i in 1...UInt64(200) {
+            try wal.appendAndSync([.entry(WALEntry(term: 1, index: i, data: payload(i, size: 300)))])
+        }
+        wal.close()
+        let segments = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(WALFormat.segmentSuffix) }.sorted()
+        #expect(segments.count >= 4, "200 × 300 B across 16 KiB segments: \(segments)")
+        for name in segments {
+            var st = stat()
+            #expect(stat(dir + "/" + name, &st) == 0)
+            #expect(st.st_size == 16 << 10, "\(name) keeps its full size")
+        }
+        // Every segment was written whole (zeros) before use: one 16 KiB write at offset 0 each.
+        let wholeWrites = recorder.events.filter { if case .pwrite(_, 0, 16 << 10) = $0 { return true } else { return false } }
+        #expect(wholeWrites.count >= segments.count, "\(wholeWrites.count) whole-segment writes for \(segments.count) segments")
+        let (reopened, replay) = try WAL.open(directory: dir, configuration: config, logger: testLogger)
+        reopened.close()
+        #expect(replay.entries.map(\.index) == Array(1...200))
+        #expect(replay.entries.allSatisfy { $0.data == payload($0.index, size: 300) })
+    }
+}
