@@ -50,16 +50,21 @@ let package = Package(
             dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
             exclude: ["proto"]),
 
-        // The client API's transport: gRPC served directly on swift-nio-http2,
-        // frames handled on the connection channel (no channel per stream).
+        // HTTP/2 for gRPC: frames, HPACK, flow-control constants (the connections live in
+        // CairnGRPC and CairnClient).
+        .target(
+            name: "CairnHTTP2",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict),
+
+        // The client API's transport: gRPC on CairnHTTP2, one handler per connection.
         .target(
             name: "CairnGRPC",
             dependencies: [
+                "CairnHTTP2",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
-                .product(name: "NIOHPACK", package: "swift-nio-http2"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
@@ -255,7 +260,7 @@ let package = Package(
         .testTarget(
             name: "CairnGRPCTests",
             dependencies: [
-                "CairnGRPC", "GRPCTestClient",
+                "CairnGRPC", "CairnHTTP2", "GRPCTestClient",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -264,6 +269,7 @@ let package = Package(
                 .product(name: "NIOHPACK", package: "swift-nio-http2"),
             ],
             swiftSettings: strict),
+        .testTarget(name: "CairnHTTP2Tests", dependencies: ["CairnHTTP2"], swiftSettings: strict),
         .testTarget(name: "CairnConfigTests", dependencies: ["CairnConfig"], swiftSettings: strict),
         .testTarget(
             name: "CairnMetricsTests",

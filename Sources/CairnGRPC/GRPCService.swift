@@ -1,19 +1,38 @@
+import CairnHTTP2
 import NIOCore
-import NIOHPACK
-import NIOHTTP2
 
 /// Per-call information handed to method handlers.
 public struct GRPCCallContext: Sendable {
     /// The HTTP/2 stream carrying the call.
-    public let streamID: HTTP2StreamID
+    public let streamID: UInt32
     /// The request `:path`, e.g. `/etcdserverpb.KV/Put`.
     public let path: String
     /// All request headers (metadata).
-    public let headers: HPACKHeaders
+    public let headers: GRPCMetadata
     /// The connection's event loop; handler state must be touched only here.
     public let eventLoop: any EventLoop
     /// The deadline from `grpc-timeout`, if the client sent one.
     public let deadline: NIODeadline?
+
+    public init(streamID: UInt32, path: String, headers: GRPCMetadata, eventLoop: any EventLoop, deadline: NIODeadline?) {
+        self.streamID = streamID
+        self.path = path
+        self.headers = headers
+        self.eventLoop = eventLoop
+        self.deadline = deadline
+    }
+}
+
+/// A request's headers as received (names lower-case), looked up by name when asked.
+public struct GRPCMetadata: Sendable {
+    public let fields: [HPACKField]
+
+    public init(_ fields: [HPACKField]) { self.fields = fields }
+
+    /// The first value of header `name` (lower-case), as a string.
+    public func first(name: String) -> String? {
+        self.fields.firstValue(name.utf8).map { String(decoding: $0, as: UTF8.self) }
+    }
 }
 
 /// Receives the inbound half of a bidirectional-streaming call.
@@ -51,7 +70,8 @@ public enum GRPCMethodHandler: Sendable {
 
 /// Immutable routing table from `/service/method` paths to handlers.
 public struct GRPCRouter: Sendable {
-    private var methods: [String: GRPCMethodHandler] = [:]
+    /// Keyed by the path's bytes, so a request's `:path` is looked up without making a string.
+    private var methods: [[UInt8]: (path: String, handler: GRPCMethodHandler)] = [:]
     private var services: Set<String> = []
 
     public init() {}
@@ -59,12 +79,14 @@ public struct GRPCRouter: Sendable {
     /// Registers `handler` for `/<service>/<method>` (service is fully qualified, e.g. `etcdserverpb.KV`).
     public mutating func register(service: String, method: String, _ handler: GRPCMethodHandler) {
         self.services.insert(service)
-        self.methods["/\(service)/\(method)"] = handler
+        let path = "/\(service)/\(method)"
+        self.methods[Array(path.utf8)] = (path, handler)
     }
 
     /// Looks up `path`, or returns the `UNIMPLEMENTED` status grpc-go would send.
-    func route(_ path: String) -> Result<GRPCMethodHandler, GRPCStatus> {
-        if let handler = self.methods[path] { return .success(handler) }
+    func route(_ pathBytes: [UInt8]) -> Result<(path: String, handler: GRPCMethodHandler), GRPCStatus> {
+        if let found = self.methods[pathBytes] { return .success(found) }
+        let path = String(decoding: pathBytes, as: UTF8.self)
         var trimmed = Substring(path)
         if trimmed.first == "/" { trimmed = trimmed.dropFirst() }
         guard let slash = trimmed.lastIndex(of: "/") else {
@@ -83,9 +105,9 @@ public struct GRPCRouter: Sendable {
 public final class GRPCStreamWriter {
     private weak var connection: GRPCConnectionHandler?
     /// The stream this writer replies on.
-    public let streamID: HTTP2StreamID
+    public let streamID: UInt32
 
-    init(connection: GRPCConnectionHandler, streamID: HTTP2StreamID) {
+    init(connection: GRPCConnectionHandler, streamID: UInt32) {
         self.connection = connection
         self.streamID = streamID
     }

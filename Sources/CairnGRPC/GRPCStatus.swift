@@ -1,5 +1,4 @@
 import NIOCore
-import NIOHPACK
 
 /// A gRPC status code as defined by the gRPC protocol (`grpc-status` trailer).
 public struct GRPCStatusCode: RawRepresentable, Hashable, Sendable, CustomStringConvertible {

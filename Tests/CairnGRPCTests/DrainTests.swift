@@ -1,92 +1,99 @@
 import CairnGRPC
-import GRPCTestClient
+import CairnHTTP2
 import NIOCore
 import NIOEmbedded
-import NIOHPACK
-import NIOHTTP2
 import Synchronization
 import Testing
 
-/// The connection handler alone on an embedded channel, fed HTTP/2 frames directly: orderings a
-/// real client cannot be made to produce on demand.
-@Suite struct DrainTests {
+/// A client speaking raw HTTP/2 bytes to the connection handler on an embedded channel:
+/// orderings a real client cannot be made to produce on demand.
+final class RawClient {
     final class Calls: Sendable {
         let started = Mutex<[String]>([])
         let held = Mutex<[EventLoopPromise<ByteBuffer>]>([])
     }
 
-    /// Stands where `HTTP2RawFrameWriter` is in a server: keeps the raw frames the handler sends.
-    final class RawFrameCapture: ChannelOutboundHandler {
-        typealias OutboundIn = HTTP2Frame
-        var bytes = ByteBuffer()
-        func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
-            if var frames = (event as? HTTP2RawConnectionFrames)?.bytes { bytes.writeBuffer(&frames) }
-            promise?.succeed()
-        }
+    let calls = Calls()
+    let channel = EmbeddedChannel()
+    private var reader = HTTP2FrameReader(maxFrameBytes: HTTP2.maxAllowedFrameBytes)
+    var started: [String] { calls.started.withLock { $0 } }
 
-        /// The captured frames as (type, lastStreamID or ping data).
-        func take() -> [(type: UInt8, value: UInt64)] {
-            var out: [(UInt8, UInt64)] = []
-            while let length = bytes.readInteger(as: UInt8.self).flatMap({ hi in bytes.readInteger(as: UInt16.self).map { Int(hi) << 16 | Int($0) } }),
-                let type = bytes.readInteger(as: UInt8.self), let _ = bytes.readInteger(as: UInt8.self),
-                let stream = bytes.readInteger(as: UInt32.self), stream == 0, length == 8,
-                let value = bytes.readInteger(as: UInt64.self)
-            {
-                out.append((type, type == 0x7 ? value >> 32 : value))
-            }
-            return out
+    init(configuration: GRPCServerConfiguration = GRPCServerConfiguration(), settings: [HTTP2Setting]? = []) throws {
+        var router = GRPCRouter()
+        router.register(service: "test.Echo", method: "Held", .unary { [calls] req, ctx in
+            calls.started.withLock { $0.append(String(buffer: req)) }
+            let p = ctx.eventLoop.makePromise(of: ByteBuffer.self)
+            calls.held.withLock { $0.append(p) }
+            return p.futureResult
+        })
+        router.register(service: "test.Echo", method: "Unary", .unary { req, ctx in ctx.eventLoop.makeSucceededFuture(req) })
+        try channel.pipeline.syncOperations.addHandler(GRPCConnectionHandler(router: router, configuration: configuration))
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        var hello = ByteBuffer(bytes: HTTP2.clientPreface)
+        if let settings { HTTP2FrameEncoder.writeSettings(settings, into: &hello) }
+        try send(hello)
+    }
+
+    func send(_ bytes: ByteBuffer) throws {
+        try channel.writeInbound(bytes)
+    }
+
+    func send(_ build: (inout ByteBuffer) -> Void) throws {
+        var b = ByteBuffer()
+        build(&b)
+        try send(b)
+    }
+
+    static func requestBlock(path: String) -> ByteBuffer {
+        var b = ByteBuffer()
+        HPACKEncoder.appendIndexed(3, into: &b)  // :method POST
+        HPACKEncoder.appendIndexed(6, into: &b)  // :scheme http
+        HPACKEncoder.appendLiteral(nameIndex: 4, value: path.utf8, into: &b)
+        HPACKEncoder.appendLiteral(nameIndex: 1, value: "localhost".utf8, into: &b)
+        HPACKEncoder.appendLiteral(nameIndex: 31, value: "application/grpc".utf8, into: &b)
+        HPACKEncoder.appendLiteral(name: "te".utf8, value: "trailers".utf8, into: &b)
+        return b
+    }
+
+    /// HEADERS and one DATA frame with a gRPC message, ending the stream.
+    func call(_ id: UInt32, _ body: String, path: String = "/test.Echo/Held") throws {
+        try send { b in
+            HTTP2FrameEncoder.writeHeaders(streamID: id, block: Self.requestBlock(path: path), endStream: false, maxFrameBytes: 16384, into: &b)
+            let message = Array(body.utf8)
+            HTTP2FrameEncoder.writeDataHeader(streamID: id, length: 5 + message.count, endStream: true, into: &b)
+            b.writeInteger(UInt8(0))
+            b.writeInteger(UInt32(message.count))
+            b.writeBytes(message)
         }
     }
 
-    final class Fixture {
-        let calls = Calls()
-        let channel = EmbeddedChannel()
-        let raw = RawFrameCapture()
-        var started: [String] { calls.started.withLock { $0 } }
-
-        init() throws {
-            var router = GRPCRouter()
-            router.register(service: "test.Echo", method: "Held", .unary { [calls] req, ctx in
-                calls.started.withLock { $0.append(String(buffer: req)) }
-                let p = ctx.eventLoop.makePromise(of: ByteBuffer.self)
-                calls.held.withLock { $0.append(p) }
-                return p.futureResult
-            })
-            try channel.pipeline.syncOperations.addHandler(raw)
-            try channel.pipeline.syncOperations.addHandler(
-                GRPCConnectionHandler(router: router, configuration: GRPCServerConfiguration()))
+    /// Frames the handler wrote, once queued flushes ran.
+    func received() throws -> [(header: HTTP2FrameHeader, payload: ByteBuffer)] {
+        channel.embeddedEventLoop.run()
+        while let data = try channel.readOutbound(as: IOData.self) {
+            guard case .byteBuffer(let b) = data else { continue }
+            reader.append(b)
         }
-
-        func call(_ id: Int, _ body: String) throws {
-            let stream = HTTP2StreamID(id)
-            try channel.writeInbound(
-                HTTP2Frame(streamID: stream, payload: .headers(.init(headers: TestClient.requestHeaders(path: "/test.Echo/Held")))))
-            try channel.writeInbound(
-                HTTP2Frame(streamID: stream, payload: .data(.init(data: .byteBuffer(TestClient.framed([body])), endStream: true))))
-        }
-
-        /// What the handler wrote, once queued flushes ran.
-        func written() throws -> [HTTP2Frame] {
-            channel.embeddedEventLoop.run()
-            var out: [HTTP2Frame] = []
-            while let f = try channel.readOutbound(as: HTTP2Frame.self) { out.append(f) }
-            return out
-        }
-
-        func answerAll() {
-            let held = calls.held.withLock { h in
-                defer { h = [] }
-                return h
-            }
-            for p in held { p.succeed(ByteBuffer(string: "ok")) }
-        }
+        var out: [(HTTP2FrameHeader, ByteBuffer)] = []
+        while let f = try reader.next() { out.append(f) }
+        return out
     }
 
-    static func goAwayLastStream(_ f: HTTP2Frame) -> HTTP2StreamID? {
-        if case .goAway(let last, .noError, _) = f.payload { return last }
-        return nil
+    func answerAll() {
+        let held = calls.held.withLock { h in
+            defer { h = [] }
+            return h
+        }
+        for p in held { p.succeed(ByteBuffer(string: "ok")) }
     }
 
+    static func goAwayLastStream(_ f: (header: HTTP2FrameHeader, payload: ByteBuffer)) -> UInt32? {
+        guard f.header.type == HTTP2.FrameType.goAway else { return nil }
+        return f.payload.getInteger(at: f.payload.readerIndex, as: UInt32.self)
+    }
+}
+
+@Suite struct DrainTests {
     /// A client may open a stream after the server's GOAWAY left but before the client read it
     /// (they cross on the wire). Such a stream must be either served or refused unprocessed;
     /// the connection must not fail with calls in flight (their writes would be applied
@@ -94,63 +101,61 @@ import Testing
     /// largest id, so the crossed call is served; the drain ends after the PING round trip,
     /// the final GOAWAY naming the last stream, and every call answered.
     @Test func aStreamThatCrossesTheGoAwayIsServedAndTheDrainWaitsForIt() throws {
-        let fx = try Fixture()
-        try fx.call(1, "before")
-        _ = try fx.written()
+        let c = try RawClient()
+        try c.call(1, "before")
+        _ = try c.received()
 
-        let drained = fx.channel.eventLoop.makePromise(of: Void.self)
+        let drained = c.channel.eventLoop.makePromise(of: Void.self)
         var done = false
         drained.futureResult.whenSuccess { done = true }
-        fx.channel.pipeline.fireUserInboundEventTriggered(GRPCDrainRequest(promise: drained))
-        #expect(try fx.written().isEmpty, "nothing through NIOHTTP2 yet")
-        let first = fx.raw.take()
-        #expect(first.map(\.type) == [0x7, 0x6], "GOAWAY, then PING, written raw: \(first)")
-        #expect(first.first?.value == UInt64(Int32.max), "the first GOAWAY names the largest id: it refuses nothing")
-        let ping = HTTP2PingData(withInteger: first.last?.value ?? 0)
+        c.channel.pipeline.fireUserInboundEventTriggered(GRPCDrainRequest(promise: drained))
+        let first = try c.received()
+        #expect(first.map(\.header.type) == [HTTP2.FrameType.goAway, HTTP2.FrameType.ping], "GOAWAY, then PING")
+        #expect(first.first.flatMap(RawClient.goAwayLastStream) == HTTP2.maxStreamID, "the first GOAWAY names the largest id: it refuses nothing")
+        let ping = first.last.flatMap { $0.payload.getInteger(at: $0.payload.readerIndex, as: UInt64.self) } ?? 0
 
-        try fx.call(3, "crossed")
-        #expect(fx.started == ["before", "crossed"], "a stream opened before the client read the GOAWAY is served")
+        try c.call(3, "crossed")
+        #expect(c.started == ["before", "crossed"], "a stream opened before the client read the GOAWAY is served")
 
-        try fx.channel.writeInbound(HTTP2Frame(streamID: .rootStream, payload: .ping(ping, ack: true)))
-        let final = try fx.written()
+        try c.send { HTTP2FrameEncoder.writePing(ping, ack: true, into: &$0) }
+        let final = try c.received()
         #expect(final.count == 1)
-        #expect(final.first.flatMap(Self.goAwayLastStream) == HTTP2StreamID(3), "the final GOAWAY names the last stream started")
+        #expect(final.first.flatMap(RawClient.goAwayLastStream) == 3, "the final GOAWAY names the last stream started")
         #expect(!done, "two calls are still in flight")
 
-        fx.answerAll()
-        let replies = try fx.written()
-        #expect(replies.filter { $0.streamID == HTTP2StreamID(1) || $0.streamID == HTTP2StreamID(3) }.count == 6, "headers, message, trailers for each: \(replies)")
-        // The streams close (NIOHTTP2 reports it once the trailers passed its flow control).
-        for id in [1, 3] { fx.channel.pipeline.fireUserInboundEventTriggered(StreamClosedEvent(streamID: HTTP2StreamID(id), reason: nil)) }
-        #expect(done, "drained once both calls were answered and their streams closed")
+        c.answerAll()
+        let replies = try c.received()
+        for id: UInt32 in [1, 3] {
+            #expect(replies.filter { $0.header.streamID == id }.map(\.header.type) == [HTTP2.FrameType.headers, HTTP2.FrameType.data, HTTP2.FrameType.headers])
+        }
+        #expect(done, "drained once both calls were answered and their replies written")
 
         // A stream opened after the final GOAWAY (a client breaking the protocol) never runs.
-        try fx.call(5, "late")
-        #expect(fx.started == ["before", "crossed"])
-        let refused = try fx.written()
-        if let f = refused.first, case .rstStream(.refusedStream) = f.payload {
-            #expect(f.streamID == HTTP2StreamID(5))
-        } else {
-            Issue.record("expected RST_STREAM(REFUSED_STREAM), got \(refused)")
-        }
-        _ = try fx.channel.finish(acceptAlreadyClosed: true)
+        try c.call(5, "late")
+        #expect(c.started == ["before", "crossed"])
+        let refused = try c.received()
+        #expect(refused.map(\.header.type) == [HTTP2.FrameType.rstStream])
+        #expect(refused.first?.header.streamID == 5)
+        #expect(refused.first.flatMap { $0.payload.getInteger(at: $0.payload.readerIndex, as: UInt32.self) } == HTTP2ErrorCode.refusedStream.rawValue)
+        _ = try c.channel.finish(acceptAlreadyClosed: true)
     }
 
     /// The drain does not end before the PING's round trip, even with nothing in flight.
     @Test func anIdleConnectionDrainsAfterThePingRoundTrip() throws {
-        let fx = try Fixture()
-        let drained = fx.channel.eventLoop.makePromise(of: Void.self)
+        let c = try RawClient()
+        _ = try c.received()
+        let drained = c.channel.eventLoop.makePromise(of: Void.self)
         var done = false
         drained.futureResult.whenSuccess { done = true }
-        fx.channel.pipeline.fireUserInboundEventTriggered(GRPCDrainRequest(promise: drained))
-        let first = fx.raw.take()
+        c.channel.pipeline.fireUserInboundEventTriggered(GRPCDrainRequest(promise: drained))
+        let first = try c.received()
         #expect(!done)
-        #expect(first.map(\.type) == [0x7, 0x6])
-        let ping = HTTP2PingData(withInteger: first.last?.value ?? 0)
-        try fx.channel.writeInbound(HTTP2Frame(streamID: .rootStream, payload: .ping(ping, ack: true)))
-        let final = try fx.written()
-        #expect(final.first.flatMap(Self.goAwayLastStream) == .rootStream, "no stream was started")
+        #expect(first.map(\.header.type) == [HTTP2.FrameType.goAway, HTTP2.FrameType.ping])
+        let ping = first.last.flatMap { $0.payload.getInteger(at: $0.payload.readerIndex, as: UInt64.self) } ?? 0
+        try c.send { HTTP2FrameEncoder.writePing(ping, ack: true, into: &$0) }
+        let final = try c.received()
+        #expect(final.first.flatMap(RawClient.goAwayLastStream) == 0, "no stream was started")
         #expect(done)
-        _ = try fx.channel.finish(acceptAlreadyClosed: true)
+        _ = try c.channel.finish(acceptAlreadyClosed: true)
     }
 }
