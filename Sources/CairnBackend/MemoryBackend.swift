@@ -203,12 +203,12 @@ private func memoryScan(
         if let end {
             try end.withUnsafeBytes { e in
                 try map.forEach(from: s, to: e, reverse: reverse) { k, v in
-                    try k.withUnsafeBytes { kp in try v.withUnsafeBytes { vp in try body(kp, vp) } }
+                    try v.withUnsafeBytes { vp in try body(k, vp) }
                 }
             }
         } else {
             try map.forEach(from: s, to: nil, reverse: reverse) { k, v in
-                try k.withUnsafeBytes { kp in try v.withUnsafeBytes { vp in try body(kp, vp) } }
+                try v.withUnsafeBytes { vp in try body(k, vp) }
             }
         }
     }

@@ -29,18 +29,104 @@ public func compareBytes(_ a: [UInt8], _ b: [UInt8]) -> Int {
 /// copy-on-write, so taking a snapshot is O(1) and the first write after a
 /// snapshot copies only the outer arrays and the one chunk it touches. The
 /// in-memory backend keeps its tables in it, and the keyspace its key index.
+///
+/// A chunk keeps its keys packed in one byte array (with their end offsets), not as
+/// one array per key: with 1,000,000 short keys, separate arrays cost about 48 bytes of
+/// heap each, 44 more than the bytes themselves. Keys are handed to callers as a view of
+/// that storage, valid during the call.
 public struct SortedByteMap<Value> {
     @usableFromInline
     struct Chunk {
-        @usableFromInline var keys: [[UInt8]]
+        /// The keys, concatenated in order.
+        @usableFromInline var bytes: [UInt8]
+        /// Where each key ends in `bytes`.
+        @usableFromInline var ends: [UInt32]
         @usableFromInline var values: [Value]
         /// The first 8 bytes of each key, big-endian, zero-padded: most
-        /// comparisons end here without touching the key's storage.
+        /// comparisons end here without touching the key's bytes.
         @usableFromInline var prefixes: [UInt64]
-        @inlinable init(keys: [[UInt8]], values: [Value]) {
-            self.keys = keys
-            self.values = values
-            self.prefixes = keys.map { k in k.withUnsafeBytes { bytePrefix($0) } }
+
+        @inlinable init() {
+            bytes = []
+            ends = []
+            values = []
+            prefixes = []
+        }
+
+        @inlinable var count: Int { ends.count }
+
+        @inlinable func start(_ i: Int) -> Int { i == 0 ? 0 : Int(ends[i &- 1]) }
+
+        @inlinable func withKey<R>(_ i: Int, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+            let s = start(i)
+            let e = Int(ends[i])
+            return try bytes.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[s..<e])) }
+        }
+
+        @inlinable func key(_ i: Int) -> [UInt8] { Array(bytes[start(i)..<Int(ends[i])]) }
+
+        @inlinable mutating func insert(_ key: UnsafeRawBufferPointer, _ value: Value, at i: Int) {
+            let s = start(i)
+            if i == count {
+                bytes.append(contentsOf: key)
+            } else {
+                bytes.insert(contentsOf: key, at: s)
+            }
+            let n = UInt32(key.count)
+            ends.insert(UInt32(s) &+ n, at: i)
+            var j = i &+ 1
+            while j < ends.count {
+                ends[j] &+= n
+                j &+= 1
+            }
+            values.insert(value, at: i)
+            prefixes.insert(bytePrefix(key), at: i)
+        }
+
+        @inlinable mutating func remove(at i: Int) -> Value {
+            let s = start(i)
+            let e = Int(ends[i])
+            bytes.removeSubrange(s..<e)
+            ends.remove(at: i)
+            let n = UInt32(e &- s)
+            var j = i
+            while j < ends.count {
+                ends[j] &-= n
+                j &+= 1
+            }
+            prefixes.remove(at: i)
+            return values.remove(at: i)
+        }
+
+        /// Moves the entries from `i` on into a new chunk. Both keep only the capacity they
+        /// use (removing from an array keeps its capacity: a chunk split in two would hold
+        /// half of it empty for good).
+        @inlinable mutating func split(at i: Int) -> Chunk {
+            var right = Chunk()
+            let base = start(i)
+            right.bytes = Array(bytes[base...])
+            right.ends = ends[i...].map { $0 &- UInt32(base) }
+            right.values = Array(values[i...])
+            right.prefixes = Array(prefixes[i...])
+            bytes = Array(bytes[..<base])
+            ends = Array(ends[..<i])
+            values = Array(values[..<i])
+            prefixes = Array(prefixes[..<i])
+            return right
+        }
+
+        /// The first offset whose key is >= key.
+        @inlinable func firstNotLess(_ key: UnsafeRawBufferPointer) -> Int {
+            let p = bytePrefix(key)
+            var lo = 0
+            var hi = prefixes.count
+            while lo < hi {
+                let mid = (lo &+ hi) >> 1
+                let q = prefixes[mid]
+                let less = q != p ? q < p : withKey(mid) { compareBytes($0, key) } < 0
+                if less { lo = mid &+ 1 } else { hi = mid }
+            }
+            return lo
         }
     }
 
@@ -62,14 +148,16 @@ public struct SortedByteMap<Value> {
     @usableFromInline var lastKeys: [[UInt8]] = []
     @usableFromInline var lastPrefixes: [UInt64] = []
 
-    @inlinable mutating func setLast(_ c: Int, _ key: [UInt8]) {
-        lastKeys[c] = key
-        lastPrefixes[c] = key.withUnsafeBytes { bytePrefix($0) }
+    @inlinable mutating func refreshLast(_ c: Int) {
+        let k = chunks[c].key(chunks[c].count &- 1)
+        lastKeys[c] = k
+        lastPrefixes[c] = k.withUnsafeBytes { bytePrefix($0) }
     }
 
-    @inlinable mutating func insertLast(_ key: [UInt8], at c: Int) {
-        lastKeys.insert(key, at: c)
-        lastPrefixes.insert(key.withUnsafeBytes { bytePrefix($0) }, at: c)
+    @inlinable mutating func insertLast(of c: Int) {
+        let k = chunks[c].key(chunks[c].count &- 1)
+        lastKeys.insert(k, at: c)
+        lastPrefixes.insert(k.withUnsafeBytes { bytePrefix($0) }, at: c)
     }
 
     @inlinable mutating func removeLast(at c: Int) {
@@ -95,9 +183,8 @@ public struct SortedByteMap<Value> {
     /// The first offset in `chunk` whose key is >= key, and whether it equals key.
     @inlinable
     func offsetIn(_ chunk: Int, _ key: UnsafeRawBufferPointer) -> (Int, Bool) {
-        let keys = chunks[chunk].keys
-        let lo = searchFirstNotLess(keys, chunks[chunk].prefixes, key)
-        let found = lo < keys.count && keys[lo].withUnsafeBytes { compareBytes($0, key) } == 0
+        let lo = chunks[chunk].firstNotLess(key)
+        let found = lo < chunks[chunk].count && chunks[chunk].withKey(lo) { compareBytes($0, key) } == 0
         return (lo, found)
     }
 
@@ -120,7 +207,7 @@ public struct SortedByteMap<Value> {
     /// The position after `i`.
     @inlinable
     public func index(after i: Index) -> Index {
-        if i.offset &+ 1 < chunks[i.chunk].keys.count { return Index(chunk: i.chunk, offset: i.offset &+ 1) }
+        if i.offset &+ 1 < chunks[i.chunk].count { return Index(chunk: i.chunk, offset: i.offset &+ 1) }
         return Index(chunk: i.chunk &+ 1, offset: 0)
     }
 
@@ -129,10 +216,15 @@ public struct SortedByteMap<Value> {
     public func index(before i: Index) -> Index? {
         if i.offset > 0 { return Index(chunk: i.chunk, offset: i.offset &- 1) }
         if i.chunk == 0 { return nil }
-        return Index(chunk: i.chunk &- 1, offset: chunks[i.chunk &- 1].keys.count &- 1)
+        return Index(chunk: i.chunk &- 1, offset: chunks[i.chunk &- 1].count &- 1)
     }
 
-    @inlinable public func key(at i: Index) -> [UInt8] { chunks[i.chunk].keys[i.offset] }
+    /// The key at `i` (a copy).
+    @inlinable public func key(at i: Index) -> [UInt8] { chunks[i.chunk].key(i.offset) }
+    /// Calls `body` with a view of the key at `i`, valid during the call.
+    @inlinable public func withKey<R>(at i: Index, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try chunks[i.chunk].withKey(i.offset, body)
+    }
     @inlinable public func value(at i: Index) -> Value { chunks[i.chunk].values[i.offset] }
 
     /// Replaces the value at an existing position.
@@ -168,65 +260,68 @@ public struct SortedByteMap<Value> {
     @inlinable
     @discardableResult
     public mutating func updateValue(_ value: Value, forKey key: [UInt8]) -> Value? {
+        key.withUnsafeBytes { updateValue(value, forKey: $0) }
+    }
+
+    /// Inserts or replaces; returns the previous value. The key's bytes are copied.
+    @inlinable
+    @discardableResult
+    public mutating func updateValue(_ value: Value, forKey key: UnsafeRawBufferPointer) -> Value? {
         if chunks.isEmpty {
-            chunks.append(Chunk(keys: [key], values: [value]))
-            insertLast(key, at: 0)
+            var chunk = Chunk()
+            chunk.insert(key, value, at: 0)
+            chunks.append(chunk)
+            insertLast(of: 0)
             _count = 1
             return nil
         }
-        var c = key.withUnsafeBytes { chunkFor($0) }
+        var c = chunkFor(key)
         if c == chunks.count {
             // Beyond every key: append to the last chunk.
             c = chunks.count - 1
-            chunks[c].keys.append(key)
-            chunks[c].values.append(value)
-            chunks[c].prefixes.append(key.withUnsafeBytes { bytePrefix($0) })
-            setLast(c, key)
+            chunks[c].insert(key, value, at: chunks[c].count)
+            refreshLast(c)
             _count += 1
-            splitIfNeeded(c)
+            splitIfNeeded(c, appending: true)
             return nil
         }
-        let (o, found) = key.withUnsafeBytes { offsetIn(c, $0) }
+        let (o, found) = offsetIn(c, key)
         if found {
             let old = chunks[c].values[o]
             chunks[c].values[o] = value
             return old
         }
-        chunks[c].keys.insert(key, at: o)
-        chunks[c].values.insert(value, at: o)
-        chunks[c].prefixes.insert(key.withUnsafeBytes { bytePrefix($0) }, at: o)
+        chunks[c].insert(key, value, at: o)
         _count += 1
         splitIfNeeded(c)
         return nil
     }
 
+    /// Splits chunk `c` once it holds more than `2 * chunkCapacity` entries: in half, or, when
+    /// keys arrive in ascending order (appended to the last chunk, as revisions and
+    /// sequential keys do), leaving it full and starting a new one with the last entry, so
+    /// that chunks left behind stay full.
     @inlinable
-    mutating func splitIfNeeded(_ c: Int) {
-        let n = chunks[c].keys.count
+    mutating func splitIfNeeded(_ c: Int, appending: Bool = false) {
+        let n = chunks[c].count
         guard n > Self.chunkCapacity * 2 else { return }
-        let half = n / 2
-        let right = Chunk(keys: Array(chunks[c].keys[half...]), values: Array(chunks[c].values[half...]))
-        chunks[c].keys.removeSubrange(half...)
-        chunks[c].values.removeSubrange(half...)
-        chunks[c].prefixes.removeSubrange(half...)
+        let right = chunks[c].split(at: appending ? n - 1 : n / 2)
         chunks.insert(right, at: c + 1)
-        setLast(c, chunks[c].keys[half - 1])
-        insertLast(right.keys[right.keys.count - 1], at: c + 1)
+        refreshLast(c)
+        insertLast(of: c + 1)
     }
 
     /// Removes the entry at `i`.
     @inlinable
     @discardableResult
     public mutating func remove(at i: Index) -> Value {
-        let v = chunks[i.chunk].values.remove(at: i.offset)
-        chunks[i.chunk].keys.remove(at: i.offset)
-        chunks[i.chunk].prefixes.remove(at: i.offset)
+        let v = chunks[i.chunk].remove(at: i.offset)
         _count -= 1
-        if chunks[i.chunk].keys.isEmpty {
+        if chunks[i.chunk].count == 0 {
             chunks.remove(at: i.chunk)
             removeLast(at: i.chunk)
-        } else if i.offset == chunks[i.chunk].keys.count {
-            setLast(i.chunk, chunks[i.chunk].keys[i.offset - 1])
+        } else if i.offset == chunks[i.chunk].count {
+            refreshLast(i.chunk)
         }
         return v
     }
@@ -240,28 +335,36 @@ public struct SortedByteMap<Value> {
 
     /// Updates every value in place, in key order, and removes the entries
     /// for which `body` returns false.
-    public mutating func updateOrRemoveAll(_ body: ([UInt8], inout Value) throws -> Bool) rethrows {
+    public mutating func updateOrRemoveAll(_ body: (UnsafeRawBufferPointer, inout Value) throws -> Bool) rethrows {
         var c = 0
         while c < chunks.count {
-            var keys: [[UInt8]] = []
-            var values: [Value] = []
             var chunk = chunks[c]
-            chunks[c] = Chunk(keys: [], values: [])  // keeps `chunk` uniquely referenced
-            keys.reserveCapacity(chunk.keys.count)
-            values.reserveCapacity(chunk.keys.count)
-            for j in 0..<chunk.keys.count {
-                if try body(chunk.keys[j], &chunk.values[j]) {
-                    keys.append(chunk.keys[j])
-                    values.append(chunk.values[j])
+            chunks[c] = Chunk()  // keeps `chunk` uniquely referenced
+            var kept = Chunk()
+            kept.bytes.reserveCapacity(chunk.bytes.count)
+            kept.ends.reserveCapacity(chunk.count)
+            kept.values.reserveCapacity(chunk.count)
+            kept.prefixes.reserveCapacity(chunk.count)
+            var values = chunk.values
+            chunk.values = []  // `values` is then the only reference: updated in place
+            try chunk.bytes.withUnsafeBytes { all in
+                for j in 0..<chunk.ends.count {
+                    let key = UnsafeRawBufferPointer(rebasing: all[chunk.start(j)..<Int(chunk.ends[j])])
+                    if try body(key, &values[j]) {
+                        kept.bytes.append(contentsOf: key)
+                        kept.ends.append(UInt32(kept.bytes.count))
+                        kept.values.append(values[j])
+                        kept.prefixes.append(chunk.prefixes[j])
+                    }
                 }
             }
-            _count -= chunk.keys.count - keys.count
-            if keys.isEmpty {
+            _count -= chunk.ends.count - kept.count
+            if kept.count == 0 {
                 chunks.remove(at: c)
                 removeLast(at: c)
             } else {
-                setLast(c, keys[keys.count - 1])
-                chunks[c] = Chunk(keys: keys, values: values)
+                chunks[c] = kept
+                refreshLast(c)
                 c += 1
             }
         }
@@ -276,18 +379,21 @@ public struct SortedByteMap<Value> {
         var total = 0
         var previous: [UInt8]?
         for (c, chunk) in chunks.enumerated() {
-            if chunk.keys.isEmpty { return "chunk \(c) is empty" }
-            if chunk.keys.count != chunk.values.count || chunk.keys.count != chunk.prefixes.count {
-                return "chunk \(c): \(chunk.keys.count) keys, \(chunk.values.count) values, \(chunk.prefixes.count) prefixes"
+            if chunk.count == 0 { return "chunk \(c) is empty" }
+            if chunk.count != chunk.values.count || chunk.count != chunk.prefixes.count {
+                return "chunk \(c): \(chunk.count) keys, \(chunk.values.count) values, \(chunk.prefixes.count) prefixes"
             }
-            for (j, k) in chunk.keys.enumerated() {
+            if Int(chunk.ends[chunk.count - 1]) != chunk.bytes.count { return "chunk \(c): ends do not cover the bytes" }
+            for j in 0..<chunk.count {
+                if chunk.start(j) > Int(chunk.ends[j]) { return "chunk \(c) offset \(j): end before start" }
+                let k = chunk.key(j)
                 if let p = previous, compareBytes(p, k) >= 0 { return "chunk \(c) offset \(j) out of order" }
                 if chunk.prefixes[j] != k.withUnsafeBytes({ bytePrefix($0) }) { return "chunk \(c) offset \(j) bad prefix" }
                 previous = k
             }
-            if lastKeys[c] != chunk.keys[chunk.keys.count - 1] { return "chunk \(c) last key stale" }
+            if lastKeys[c] != chunk.key(chunk.count - 1) { return "chunk \(c) last key stale" }
             if lastPrefixes[c] != lastKeys[c].withUnsafeBytes({ bytePrefix($0) }) { return "chunk \(c) last prefix stale" }
-            total += chunk.keys.count
+            total += chunk.count
         }
         return total == _count ? nil : "count \(_count) but \(total) entries"
     }
@@ -300,27 +406,32 @@ public struct SortedByteMap<Value> {
     }
 
     /// Visits entries with keys in `[start, end)` (end nil: unbounded) in
-    /// order, or in reverse order, until `body` returns false.
+    /// order, or in reverse order, until `body` returns false. The key is a view of the
+    /// map's storage, valid during the call.
     @inlinable
     public func forEach(
         from start: UnsafeRawBufferPointer, to end: UnsafeRawBufferPointer?, reverse: Bool,
-        _ body: (_ key: [UInt8], _ value: Value) throws -> Bool
+        _ body: (_ key: UnsafeRawBufferPointer, _ value: Value) throws -> Bool
     ) rethrows {
         if !reverse {
             var i = lowerBound(start)
             while i.chunk < chunks.count {
-                let k = chunks[i.chunk].keys[i.offset]
-                if let end, k.withUnsafeBytes({ compareBytes($0, end) }) >= 0 { return }
-                if try !body(k, chunks[i.chunk].values[i.offset]) { return }
+                let go = try chunks[i.chunk].withKey(i.offset) { k -> Bool in
+                    if let end, compareBytes(k, end) >= 0 { return false }
+                    return try body(k, chunks[i.chunk].values[i.offset])
+                }
+                if !go { return }
                 i = index(after: i)
             }
         } else {
             var i: Index? = end.map { lowerBound($0) } ?? endIndex
             i = index(before: i!)
             while let j = i {
-                let k = chunks[j.chunk].keys[j.offset]
-                if k.withUnsafeBytes({ compareBytes($0, start) }) < 0 { return }
-                if try !body(k, chunks[j.chunk].values[j.offset]) { return }
+                let go = try chunks[j.chunk].withKey(j.offset) { k -> Bool in
+                    if compareBytes(k, start) < 0 { return false }
+                    return try body(k, chunks[j.chunk].values[j.offset])
+                }
+                if !go { return }
                 i = index(before: j)
             }
         }

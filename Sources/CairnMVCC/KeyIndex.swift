@@ -15,12 +15,58 @@ struct IndexedRevision: Equatable {
     var revision: Revision { Revision(main: main, sub: Int64(sub)) }
 }
 
+/// A key's revisions, oldest first, with the newest kept inline: most keys have one
+/// revision (until they are overwritten, and again after a compaction), and then the list
+/// costs no allocation. (Measured with 1,000,000 keys: an array per key was 64 bytes of heap
+/// each, about a quarter of the server's memory.)
+struct RevisionList: Equatable {
+    private var newest = IndexedRevision(main: 0, sub: 0, tombstone: false)
+    private var hasNewest = false
+    /// Every revision but the newest, oldest first.
+    private var older: [IndexedRevision] = []
+
+    init() {}
+
+    init(_ revisions: [IndexedRevision]) {
+        for r in revisions { self.append(r) }
+    }
+
+    var isEmpty: Bool { !hasNewest }
+    var count: Int { hasNewest ? older.count + 1 : 0 }
+    var last: IndexedRevision? { hasNewest ? newest : nil }
+
+    subscript(i: Int) -> IndexedRevision {
+        precondition(i >= 0 && i < count, "revision \(i) of \(count)")
+        return i == older.count ? newest : older[i]
+    }
+
+    mutating func append(_ r: IndexedRevision) {
+        if hasNewest { older.append(newest) }
+        newest = r
+        hasNewest = true
+    }
+
+    /// Drops the `n` oldest revisions.
+    mutating func removeFirst(_ n: Int) {
+        precondition(n >= 0 && n <= count)
+        if n == 0 { return }
+        if n == count {
+            self = RevisionList()
+        } else {
+            older.removeFirst(n)
+            if older.isEmpty { older = [] }  // gives the storage back
+        }
+    }
+
+    var all: [IndexedRevision] { hasNewest ? older + [newest] : [] }
+}
+
 /// The in-memory history of one user key: every revision the key table still
 /// holds for it, oldest first. A tombstone ends a generation; the next put
 /// starts a new one. etcd keeps the same information as a list of
-/// generations; a flat list with tombstone flags holds it in one allocation.
+/// generations; a flat list with tombstone flags holds it in at most one allocation.
 struct KeyIndex {
-    var revs: [IndexedRevision]
+    var revs: RevisionList
     /// Create revision of the live generation (0 when the key is deleted).
     var createdMain: Int64
     /// Version of the live generation (0 when the key is deleted).
@@ -89,11 +135,11 @@ enum RangeBound {
 
 extension SortedByteMap where Value == KeyIndex {
     /// Visits the index entries of the keys in `[key, bound)` in key order
-    /// until `body` returns false.
-    func visit(_ key: [UInt8], _ bound: RangeBound, _ body: ([UInt8], KeyIndex) throws -> Bool) rethrows {
+    /// until `body` returns false. The key is a view valid during the call.
+    func visit(_ key: [UInt8], _ bound: RangeBound, _ body: (UnsafeRawBufferPointer, KeyIndex) throws -> Bool) rethrows {
         switch bound {
         case .single:
-            if let i = find(key) { _ = try body(key, value(at: i)) }
+            if let i = find(key) { _ = try key.withUnsafeBytes { try body($0, value(at: i)) } }
         case .unbounded:
             try key.withUnsafeBytes { k in try forEach(from: k, to: nil, reverse: false, body) }
         case .before(let end):

@@ -172,7 +172,7 @@ public final class Keyspace<Backend: StorageBackend>: @unchecked Sendable {
                 } else {
                     map.updateValue(
                         KeyIndex(
-                            revs: [entry], createdMain: tombstone ? 0 : kv.createRevision,
+                            revs: RevisionList([entry]), createdMain: tombstone ? 0 : kv.createRevision,
                             version: tombstone ? 0 : kv.version, lease: tombstone ? 0 : kv.lease),
                         forKey: kv.key)
                 }
@@ -181,7 +181,7 @@ public final class Keyspace<Backend: StorageBackend>: @unchecked Sendable {
         }
         // Attach live keys to their leases.
         map.visit([0], .unbounded) { key, ki in
-            if ki.isLive && ki.lease != 0 { leaseMap[ki.lease]?.keys.insert(key) }
+            if ki.isLive && ki.lease != 0 { leaseMap[ki.lease]?.keys.insert(Array(key)) }
             return true
         }
         // Revisions may have been removed by compaction; the revision counter

@@ -253,7 +253,7 @@ public final class KeyspaceWriter<Backend: StorageBackend> {
         }
         ks.lock.withWriteLock {
             undo.append((r.key, old))
-            var ki = old ?? KeyIndex(revs: [], createdMain: 0, version: 0, lease: 0)
+            var ki = old ?? KeyIndex(revs: RevisionList(), createdMain: 0, version: 0, lease: 0)
             ki.revs.append(rev)
             ki.createdMain = kv.createRevision
             ki.version = kv.version
@@ -273,7 +273,7 @@ public final class KeyspaceWriter<Backend: StorageBackend> {
     ) throws(KeyspaceError) -> [KeyValue] {
         var victims: [([UInt8], KeyIndex)] = []
         ks.index.visit(key, RangeBound(rangeEnd)) { k, ki in
-            if ki.isLive { victims.append((k, ki)) }
+            if ki.isLive { victims.append((Array(k), ki)) }
             return true
         }
         var prevs: [KeyValue] = []

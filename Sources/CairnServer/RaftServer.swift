@@ -873,10 +873,18 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
         if !removed.isEmpty { logger.info("wal: released segments", metadata: ["segments": "\(removed)"]) }
     }
 
+    /// How often the snapshot thread drops the store's mapped pages from the process (see
+    /// `releaseMappedPagesIfApplied`).
+    static var mappedPagesReleaseIntervalNanoseconds: UInt64 { 1_000_000_000 }
+
     private func snapshotLoop() {
+        var nextRelease = monotonicNanoseconds() + Self.mappedPagesReleaseIntervalNanoseconds
+        // The first tick always releases: opening the keyspace read the whole key table
+        // through the map to build the index.
+        var appliedAtRelease = UInt64.max
         while true {
             let (go, defrags, stopping) = snapshotRequests.withLock(
-                waitingUntil: { $0.wanted || $0.stopping || !$0.defragmentations.isEmpty }
+                waitingUntil: { $0.wanted || $0.stopping || !$0.defragmentations.isEmpty }, deadline: nextRelease
             ) { s in
                 let w = s.wanted
                 let d = s.defragmentations
@@ -887,7 +895,24 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
             if !defrags.isEmpty { defragmentNow(defrags, refuse: stopping) }
             if go { takeSnapshot() }
             if stopping { return }
+            if monotonicNanoseconds() >= nextRelease {
+                releaseMappedPagesIfApplied(since: &appliedAtRelease)
+                nextRelease = monotonicNanoseconds() + Self.mappedPagesReleaseIntervalNanoseconds
+            }
         }
+    }
+
+    /// Writes read the store's B-tree through its memory map, and each commit puts the pages it
+    /// changed at new places in the file, so the pages a process has mapped grow with every
+    /// commit (measured: 178 MiB after 100,000 puts since the last snapshot) although they are
+    /// only page cache. Once a second, if anything was applied, they are dropped from the
+    /// process (they stay cached; the next access maps them again). On this thread because it
+    /// may wait for a map resize or defragmentation, which the watchdog must never do.
+    private func releaseMappedPagesIfApplied(since applied: inout UInt64) {
+        let now = published.current.appliedIndex
+        guard now != applied else { return }
+        applied = now
+        keyspace.backend.releaseMappedPages()
     }
 
     /// Rewrites the backend without its free space (Maintenance.Defragment). Reads and writes
