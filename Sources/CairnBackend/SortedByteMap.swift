@@ -117,16 +117,7 @@ public struct SortedByteMap<Value> {
 
         /// The first offset whose key is >= key.
         @inlinable func firstNotLess(_ key: UnsafeRawBufferPointer) -> Int {
-            let p = bytePrefix(key)
-            var lo = 0
-            var hi = prefixes.count
-            while lo < hi {
-                let mid = (lo &+ hi) >> 1
-                let q = prefixes[mid]
-                let less = q != p ? q < p : withKey(mid) { compareBytes($0, key) } < 0
-                if less { lo = mid &+ 1 } else { hi = mid }
-            }
-            return lo
+            searchFirstNotLess(prefixes, key) { mid in withKey(mid) { compareBytes($0, key) } }
         }
     }
 
@@ -451,13 +442,20 @@ public func bytePrefix(_ b: UnsafeRawBufferPointer) -> UInt64 {
 /// position whose key is >= `key`.
 @inlinable
 func searchFirstNotLess(_ keys: [[UInt8]], _ prefixes: [UInt64], _ key: UnsafeRawBufferPointer) -> Int {
+    searchFirstNotLess(prefixes, key) { compareBytes(keys[$0], key) }
+}
+
+/// Binary search over sorted keys known by their 8-byte `prefixes`: `compare(i)` compares
+/// key `i` with `key` when their prefixes are equal.
+@inlinable
+func searchFirstNotLess(_ prefixes: [UInt64], _ key: UnsafeRawBufferPointer, _ compare: (Int) -> Int) -> Int {
     let p = bytePrefix(key)
     var lo = 0
     var hi = prefixes.count
     while lo < hi {
         let mid = (lo &+ hi) >> 1
         let q = prefixes[mid]
-        let less = q != p ? q < p : compareBytes(keys[mid], key) < 0
+        let less = q != p ? q < p : compare(mid) < 0
         if less { lo = mid &+ 1 } else { hi = mid }
     }
     return lo
