@@ -79,6 +79,8 @@ public enum KVService {
     /// Time from a write's completion by the server to its reply being encoded on the event loop
     /// (the "reply" stage of `cairn_put_stage_duration_seconds`; the server records the others).
     static let replyStage = Timer(label: "cairn_put_stage_duration_seconds", dimensions: [("stage", "reply")])
+    /// Decoding and validating a write's request message on the event loop (the "decode" stage).
+    static let decodeStage = Timer(label: "cairn_put_stage_duration_seconds", dimensions: [("stage", "decode")])
 
     /// Serves one write without a task: decoding and validation (`parse`) run on the event loop,
     /// the server completes from its own thread, and the reply is encoded back on the event loop.
@@ -87,7 +89,9 @@ public enum KVService {
         parse: () throws(GRPCStatus) -> KVWrite
     ) -> EventLoopFuture<ByteBuffer> {
         let request: KVWrite
+        let decodeStart = monotonicNanoseconds()
         do { request = try parse() } catch { return context.eventLoop.makeFailedFuture(error) }
+        decodeStage.recordNanoseconds(Int64(monotonicNanoseconds() &- decodeStart))
         let promise = context.eventLoop.makePromise(of: (Result<KVWriteResult, KVServerError>, UInt64).self)
         server.startWrite(request, encodedRequest: buffer) { result in
             promise.succeed((result, monotonicNanoseconds()))

@@ -61,7 +61,8 @@ public final class RaftServer<Backend: StorageBackend>: @unchecked Sendable {
     /// Where a write's time goes, one observation per batch (with one client, per write):
     /// `queue` (submitted → taken by the Raft loop), `raft` (→ its WAL write begins),
     /// `wal_sync` (the WAL write and fdatasync), `apply` (committed → applied and completed).
-    /// The KV service records `reply` (completed → reply encoded on the event loop).
+    /// The KV service records `decode` (the request decoded and validated, per write) and
+    /// `reply` (completed → reply encoded on the event loop).
     let queueStage = Timer(label: "cairn_put_stage_duration_seconds", dimensions: [("stage", "queue")])
     let raftStage = Timer(label: "cairn_put_stage_duration_seconds", dimensions: [("stage", "raft")])
     let walStage = Timer(label: "cairn_put_stage_duration_seconds", dimensions: [("stage", "wal_sync")])
