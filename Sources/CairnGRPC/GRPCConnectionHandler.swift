@@ -7,7 +7,8 @@ public struct GRPCServerConfiguration: Sendable {
     public var maxReceiveMessageBytes: Int = 1_572_864 + 512 * 1024
     /// SETTINGS_MAX_CONCURRENT_STREAMS advertised per connection; streams beyond it are refused.
     public var maxConcurrentStreams: Int = 1024
-    /// SETTINGS_INITIAL_WINDOW_SIZE advertised for each stream's inbound window.
+    /// SETTINGS_INITIAL_WINDOW_SIZE advertised for each stream's inbound window (at least
+    /// HTTP/2's default 65,535: a smaller one would be enforced before the client saw it).
     public var initialStreamWindowSize: Int = 65_535
     /// Target inbound connection window; raised from HTTP/2's fixed 65,535 by WINDOW_UPDATE at once.
     public var connectionWindowSize: Int = 1 << 20
@@ -19,6 +20,13 @@ public struct GRPCServerConfiguration: Sendable {
     /// product: a 300 MB Snapshot stream brings thousands within seconds.
     public var maxControlFramesPerWindow: Int = 300_000
     public var controlFrameWindow: TimeAmount = .seconds(30)
+    /// Reply bytes a connection may hold waiting for the client's flow-control windows; beyond
+    /// it, new streams are refused until the client reads.
+    public var maxPendingOutboundBytes: Int = 64 << 20
+    /// Request bytes a connection may hold undelivered (parts of messages, unary requests
+    /// waiting for their stream's end); beyond it, streams' windows are not credited until
+    /// some are delivered. Each stream can then still send at most its window.
+    public var maxBufferedInboundBytes: Int = 64 << 20
     /// Called on the event loop for each accepted connection after the pipeline is built (tests, metrics).
     public var onConnection: (@Sendable (any Channel) -> Void)?
     /// What HTTP/1.x requests on the same port get (etcd: `/health`, `/version`, `/metrics`);
@@ -31,11 +39,13 @@ public struct GRPCServerConfiguration: Sendable {
 
     public init() {}
 
+    var streamWindowBytes: Int { min(max(self.initialStreamWindowSize, HTTP2.defaultWindowBytes), HTTP2.maxWindowBytes) }
+
     /// The SETTINGS sent in the server preface.
     public var http2Settings: [HTTP2Setting] {
         [
             HTTP2Setting(HTTP2.Setting.maxConcurrentStreams, UInt32(self.maxConcurrentStreams)),
-            HTTP2Setting(HTTP2.Setting.initialWindowSize, UInt32(self.initialStreamWindowSize)),
+            HTTP2Setting(HTTP2.Setting.initialWindowSize, UInt32(self.streamWindowBytes)),
             HTTP2Setting(HTTP2.Setting.maxHeaderListSize, UInt32(self.maxHeaderListSize)),
             HTTP2Setting(HTTP2.Setting.enablePush, 0),
         ]
@@ -99,6 +109,12 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
         var pending: [Pending] = []
         /// Listed in `connectionBlocked`.
         var waitingForConnectionWindow = false
+        /// The unary handler is running (dispatched, not yet completed).
+        var running = false
+        /// Request bytes held: a partial message in `decoder`, or `unaryRequest`.
+        var bufferedInbound = 0
+        /// Listed in `withheldCredit`.
+        var creditWithheld = false
 
         init(id: UInt32, context: GRPCCallContext, method: GRPCMethodHandler, maxMessageBytes: Int, receiveWindow: Int, sendWindow: Int) {
             self.id = id
@@ -160,6 +176,16 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
     private var controlWindowStart = NIODeadline.now()
     /// A connection error was sent; the connection is closing and reads nothing more.
     private var closing = false
+    /// Unary calls whose stream the client reset while their handler still runs: they count
+    /// against the stream limit until the handler completes (else HEADERS, END_STREAM and
+    /// RST_STREAM, repeated, would start calls without bound: "rapid reset").
+    private var abandonedRunning: Set<UInt32> = []
+    /// Reply bytes waiting in streams' `pending` for window.
+    private var pendingOutboundBytes = 0
+    /// The sum of streams' `bufferedInbound`.
+    private var bufferedInboundBytes = 0
+    /// Streams whose window credit waits for `bufferedInboundBytes` to fall under its limit.
+    private var withheldCredit: [UInt32] = []
 
     // Output: frames are appended here and written once per read cycle or event-loop turn.
     private var out = ByteBuffer()
@@ -270,20 +296,20 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
             }
             self.settingsReceived = true
         }
-        if let pending = self.continuation {
+        if var pending = self.continuation {
+            self.continuation = nil  // `pending` then holds the block's only reference: appended in place
             guard h.type == HTTP2.FrameType.continuation, h.streamID == pending.streamID else {
                 throw HTTP2ConnectionError(.protocolError, "expected CONTINUATION of stream \(pending.streamID)")
             }
-            var block = pending.block
-            self.continuation = nil
-            guard block.readableBytes + payload.readableBytes <= 4 * self.configuration.maxHeaderListSize else {
+            try self.countControlFrame()
+            guard pending.block.readableBytes + payload.readableBytes <= 4 * self.configuration.maxHeaderListSize else {
                 throw HTTP2ConnectionError(.enhanceYourCalm, "header block exceeds \(4 * self.configuration.maxHeaderListSize) bytes")
             }
-            block.writeImmutableBuffer(payload)
+            pending.block.writeImmutableBuffer(payload)
             if h.has(HTTP2.Flags.endHeaders) {
-                try self.headerBlock(streamID: pending.streamID, block, endStream: pending.endStream)
+                try self.headerBlock(streamID: pending.streamID, pending.block, endStream: pending.endStream)
             } else {
-                self.continuation = HeaderBlock(streamID: pending.streamID, block: block, endStream: pending.endStream)
+                self.continuation = pending
             }
             return
         }
@@ -295,7 +321,8 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
         case HTTP2.FrameType.priority:
             guard h.streamID != 0 else { throw HTTP2ConnectionError(.protocolError, "PRIORITY on stream 0") }
             try self.countControlFrame()
-            if h.length != 5 { self.resetStream(h.streamID, .frameSizeError) }
+            // Malformed: a stream error, but never an RST_STREAM on a stream not yet opened.
+            if h.length != 5 && h.streamID <= self.lastClientStreamID { self.resetStream(h.streamID, .frameSizeError) }
         case HTTP2.FrameType.rstStream:
             guard h.streamID != 0 else { throw HTTP2ConnectionError(.protocolError, "RST_STREAM on stream 0") }
             guard h.length == 4 else { throw HTTP2ConnectionError(.frameSizeError, "RST_STREAM of \(h.length) bytes") }
@@ -303,8 +330,7 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
                 throw HTTP2ConnectionError(.protocolError, "RST_STREAM on idle stream \(h.streamID)")
             }
             try self.countControlFrame()
-            if let s = self.streams.removeValue(forKey: h.streamID) { self.cancel(s) }
-            self.succeedDrainIfIdle()
+            if let s = self.streams[h.streamID] { self.drop(s) }
         case HTTP2.FrameType.settings:
             try self.settings(h, payload)
         case HTTP2.FrameType.pushPromise:
@@ -325,11 +351,12 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
             guard h.length >= 8 else { throw HTTP2ConnectionError(.frameSizeError, "GOAWAY of \(h.length) bytes") }
         // The client is leaving; its streams in flight still get their answers.
         case HTTP2.FrameType.windowUpdate:
+            try self.countControlFrame()
             try self.windowUpdate(h, payload)
         case HTTP2.FrameType.continuation:
             throw HTTP2ConnectionError(.protocolError, "CONTINUATION without HEADERS")
         default:
-            break  // Unknown frame types are ignored (RFC 9113 §4.1).
+            try self.countControlFrame()  // Unknown frame types are ignored (RFC 9113 §4.1), and counted.
         }
     }
 
@@ -354,6 +381,7 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
         guard h.length % 6 == 0 else { throw HTTP2ConnectionError(.frameSizeError, "SETTINGS of \(h.length) bytes") }
         try self.countControlFrame()
         var p = payload
+        var initialWindow: Int?
         while let id = p.readInteger(as: UInt16.self), let value = p.readInteger(as: UInt32.self) {
             switch id {
             case HTTP2.Setting.enablePush:
@@ -362,15 +390,7 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
                 guard value <= UInt32(HTTP2.maxWindowBytes) else {
                     throw HTTP2ConnectionError(.flowControlError, "SETTINGS_INITIAL_WINDOW_SIZE \(value)")
                 }
-                let delta = Int(value) - self.peerInitialWindow
-                self.peerInitialWindow = Int(value)
-                for s in self.streams.values {
-                    s.sendWindow += delta
-                    guard s.sendWindow <= HTTP2.maxWindowBytes else {
-                        throw HTTP2ConnectionError(.flowControlError, "stream window overflows")
-                    }
-                }
-                if delta > 0 { for s in Array(self.streams.values) { self.pump(s) } }
+                initialWindow = Int(value)  // the last one counts; applied once below
             case HTTP2.Setting.maxFrameSize:
                 guard value >= UInt32(HTTP2.defaultMaxFrameBytes), value <= UInt32(HTTP2.maxAllowedFrameBytes) else {
                     throw HTTP2ConnectionError(.protocolError, "SETTINGS_MAX_FRAME_SIZE \(value)")
@@ -379,6 +399,17 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
             default:
                 break  // HEADER_TABLE_SIZE: our encoder uses no dynamic table. Others are advisory.
             }
+        }
+        if let initialWindow, initialWindow != self.peerInitialWindow {
+            let delta = initialWindow - self.peerInitialWindow
+            self.peerInitialWindow = initialWindow
+            for s in self.streams.values {
+                s.sendWindow += delta
+                guard s.sendWindow <= HTTP2.maxWindowBytes else {
+                    throw HTTP2ConnectionError(.flowControlError, "stream window overflows")
+                }
+            }
+            if delta > 0 { for s in Array(self.streams.values) { self.pump(s) } }
         }
         HTTP2FrameEncoder.writeSettingsAck(into: &self.out)
         self.needsFlush = true
@@ -433,7 +464,8 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
         }
         if let s = self.streams[streamID] {
             // Trailers: they must end the stream.
-            guard endStream, !s.remoteClosed else { return self.resetStream(streamID, .protocolError) }
+            guard !s.remoteClosed else { return self.resetStream(streamID, .streamClosed) }
+            guard endStream else { return self.resetStream(streamID, .protocolError) }
             self.remoteEnded(s)
             return
         }
@@ -443,7 +475,9 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
             // Opened after the final GOAWAY (only a client breaking the protocol does): never started.
             return self.resetStream(streamID, .refusedStream)
         }
-        guard self.streams.count < self.configuration.maxConcurrentStreams else {
+        guard self.streams.count + self.abandonedRunning.count < self.configuration.maxConcurrentStreams,
+            self.pendingOutboundBytes <= self.configuration.maxPendingOutboundBytes
+        else {
             return self.resetStream(streamID, .refusedStream)
         }
         if listBytes > self.configuration.maxHeaderListSize {
@@ -483,15 +517,14 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
         let endStream = h.has(HTTP2.Flags.endStream)
         if !endStream && flowBytes > 0 {
             s.receivedUncredited += flowBytes
-            if s.receivedUncredited >= self.configuration.initialStreamWindowSize / 2 {
-                HTTP2FrameEncoder.writeWindowUpdate(streamID: s.id, increment: s.receivedUncredited, into: &self.out)
-                s.receiveWindow += s.receivedUncredited
-                s.receivedUncredited = 0
-                self.needsFlush = true
-            }
+            if s.receivedUncredited >= self.configuration.streamWindowBytes / 2 { self.credit(s) }
         }
-        guard !s.finished else { return }
+        guard !s.finished else {
+            if endStream { self.remoteEnded(s) }
+            return
+        }
         s.decoder.append(bytes)
+        defer { self.updateBuffered(s) }
         do throws(GRPCStatus) {
             while let message = try s.decoder.next() {
                 switch s.method {
@@ -568,16 +601,19 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
             streamID: streamID, path: route.path, headers: GRPCMetadata(fields), eventLoop: context.eventLoop, deadline: deadline)
         let s = Stream(
             id: streamID, context: callContext, method: route.handler, maxMessageBytes: self.configuration.maxReceiveMessageBytes,
-            receiveWindow: self.configuration.initialStreamWindowSize, sendWindow: self.peerInitialWindow)
+            receiveWindow: self.configuration.streamWindowBytes, sendWindow: self.peerInitialWindow)
         self.streams[streamID] = s
         if let amount = timeoutAmount {
             let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            // Armed until the stream's last frame leaves, not only until the call ends: a reply
+            // held back by a client that never opens its window is dropped at the deadline.
             s.timeout = context.eventLoop.scheduleTask(in: amount) {
                 let handler = bound.value
-                if let s = handler.streams[streamID] {
-                    handler.finish(s, status: GRPCStatus(.deadlineExceeded, "context deadline exceeded"))
-                    handler.flushIfOutsideReadCycle()
-                }
+                guard let s = handler.streams[streamID] else { return }
+                s.timeout = nil
+                handler.finish(s, status: GRPCStatus(.deadlineExceeded, "context deadline exceeded"))
+                if handler.streams[streamID] != nil { handler.resetStream(streamID, .cancel) }  // still waiting for window
+                handler.flushIfOutsideReadCycle()
             }
         }
         if case .bidirectional(let factory) = route.handler {
@@ -599,6 +635,8 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
                 return self.finish(s, status: GRPCStatus(.internal, "grpc: no request message for unary call"))
             }
             s.unaryRequest = nil
+            self.updateBuffered(s)
+            s.running = true
             let eventLoop = s.context.eventLoop
             let bound = NIOLoopBound(self, eventLoop: eventLoop)
             let streamID = s.id
@@ -614,7 +652,10 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
     }
 
     private func completeUnary(_ streamID: UInt32, result: Result<ByteBuffer, any Error>) {
-        guard let s = self.streams[streamID], !s.finished else { return }
+        if self.abandonedRunning.remove(streamID) != nil { return }
+        guard let s = self.streams[streamID] else { return }
+        s.running = false
+        guard !s.finished else { return }
         switch result {
         case .success(let response):
             self.sendMessage(response, on: s, promise: nil)
@@ -670,6 +711,7 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
         if message.readableBytes <= Self.copyLimitBytes {
             framed = GRPCMessageFraming.frame(message, allocator: self.context?.channel.allocator ?? ByteBufferAllocator())
             s.pending.append(.data(framed, promise))
+            self.pendingOutboundBytes += framed.readableBytes
         } else {
             // A large message is not copied: its prefix and the message go as separate pieces.
             var prefix = ByteBuffer()
@@ -677,6 +719,7 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
             prefix.writeInteger(UInt32(message.readableBytes))
             s.pending.append(.data(prefix, nil))
             s.pending.append(.data(message, promise))
+            self.pendingOutboundBytes += 5 + message.readableBytes
         }
         self.pump(s)
     }
@@ -708,14 +751,17 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
                 let chunk = bytes.readSlice(length: n)!
                 s.sendWindow -= n
                 self.connectionSendWindow -= n
+                self.pendingOutboundBytes -= n
                 HTTP2FrameEncoder.writeDataHeader(streamID: s.id, length: n, endStream: false, into: &self.out)
                 let done = bytes.readableBytes == 0
                 if n <= Self.copyLimitBytes {
                     self.out.writeImmutableBuffer(chunk)
                     if done, let promise { self.writeOut(promise: promise) }
-                } else {
+                } else if let context = self.context {
                     self.writeOut(promise: nil)
-                    self.context?.write(self.wrapOutboundOut(.byteBuffer(chunk)), promise: done ? promise : nil)
+                    context.write(self.wrapOutboundOut(.byteBuffer(chunk)), promise: done ? promise : nil)
+                } else if done {
+                    promise?.fail(ChannelError.ioOnClosedChannel)
                 }
                 self.needsFlush = true
                 if done { s.pending.removeFirst() } else { s.pending[0] = .data(bytes, promise) }
@@ -741,8 +787,6 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
     private func finish(_ s: Stream, status: GRPCStatus, notifyHandler: Bool = true) {
         guard !s.finished else { return }
         s.finished = true
-        s.timeout?.cancel()
-        s.timeout = nil
         let block: ByteBuffer
         if s.headersSent {
             block = status.code == .ok && status.message.isEmpty ? GRPCHeaderBlocks.okTrailers : GRPCHeaderBlocks.trailers(status)
@@ -761,12 +805,67 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
         if !s.remoteClosed {
             HTTP2FrameEncoder.writeRSTStream(streamID: s.id, code: .noError, into: &self.out)
         }
-        self.streams.removeValue(forKey: s.id)
+        s.timeout?.cancel()
+        s.timeout = nil
+        self.forget(s)
         self.succeedDrainIfIdle()
     }
 
     private func removeIfDone(_ s: Stream) {
-        if s.finished && s.pending.isEmpty { self.streams.removeValue(forKey: s.id) }
+        if s.finished && s.pending.isEmpty { self.forget(s) }
+    }
+
+    /// Removes `s` from the table and from the connection's byte counts.
+    private func forget(_ s: Stream) {
+        guard self.streams.removeValue(forKey: s.id) != nil else { return }
+        if s.running { self.abandonedRunning.insert(s.id) }
+        self.bufferedInboundBytes -= s.bufferedInbound
+        s.bufferedInbound = 0
+        self.creditWithheldIfRoom()
+    }
+
+    /// Ends a stream at once (reset by either side): its call is cancelled, its queued
+    /// frames dropped.
+    private func drop(_ s: Stream) {
+        self.forget(s)
+        self.cancel(s)
+        self.succeedDrainIfIdle()
+    }
+
+    /// Sends the stream's uncredited bytes back as window, unless the connection holds too
+    /// many undelivered request bytes: then the credit waits (`creditWithheldIfRoom`).
+    private func credit(_ s: Stream) {
+        guard s.receivedUncredited > 0 else { return }
+        if self.bufferedInboundBytes > self.configuration.maxBufferedInboundBytes {
+            if !s.creditWithheld {
+                s.creditWithheld = true
+                self.withheldCredit.append(s.id)
+            }
+            return
+        }
+        HTTP2FrameEncoder.writeWindowUpdate(streamID: s.id, increment: s.receivedUncredited, into: &self.out)
+        s.receiveWindow += s.receivedUncredited
+        s.receivedUncredited = 0
+        self.needsFlush = true
+    }
+
+    private func creditWithheldIfRoom() {
+        while !self.withheldCredit.isEmpty, self.bufferedInboundBytes <= self.configuration.maxBufferedInboundBytes {
+            let id = self.withheldCredit.removeFirst()
+            guard let s = self.streams[id] else { continue }
+            s.creditWithheld = false
+            self.credit(s)
+        }
+    }
+
+    /// Recounts the request bytes `s` holds.
+    private func updateBuffered(_ s: Stream) {
+        guard self.streams[s.id] === s else { return }  // forgotten meanwhile: nothing counted
+        let now = s.decoder.bufferedBytes + (s.unaryRequest?.readableBytes ?? 0)
+        self.bufferedInboundBytes += now - s.bufferedInbound
+        let fell = now < s.bufferedInbound
+        s.bufferedInbound = now
+        if fell { self.creditWithheldIfRoom() }
     }
 
     /// Answers a stream that never got a call, with one trailers-only HEADERS frame.
@@ -785,10 +884,7 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
     private func resetStream(_ streamID: UInt32, _ code: HTTP2ErrorCode) {
         HTTP2FrameEncoder.writeRSTStream(streamID: streamID, code: code, into: &self.out)
         self.needsFlush = true
-        if let s = self.streams.removeValue(forKey: streamID) {
-            self.cancel(s)
-            self.succeedDrainIfIdle()
-        }
+        if let s = self.streams[streamID] { self.drop(s) }
     }
 
     /// A connection error: GOAWAY with the code, then the connection closes.
@@ -800,6 +896,9 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
         self.writeOut(promise: written)
         context.flush()
         written.futureResult.whenComplete { _ in context.close(promise: nil) }
+        // A peer that stops reading would hold the GOAWAY's write, and the connection, forever.
+        let channel = context.channel
+        context.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
         self.cancelAll()
     }
 
@@ -848,6 +947,10 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
             return
         }
         self.drained = promise
+        if self.drainPhase == .finalGoAwaySent {
+            // Drained before: no second GOAWAY (a client may close on one naming a higher id).
+            return self.succeedDrainIfIdle()
+        }
         self.drainPhase = .awaitingPingAck
         HTTP2FrameEncoder.writeGoAway(lastStreamID: HTTP2.maxStreamID, code: .noError, into: &self.out)
         HTTP2FrameEncoder.writePing(Self.drainPingData, ack: false, into: &self.out)
@@ -867,13 +970,18 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
         self.succeedDrainIfIdle()
     }
 
-    /// While draining: succeeds the drain once no unary call is left (answered and written).
+    /// While draining: succeeds the drain once no unary call is left and the last replies
+    /// reached the socket (the member stops and closes connections right after).
     private func succeedDrainIfIdle() {
         guard let promise = self.drained, self.drainPhase == .finalGoAwaySent else { return }
-        if !self.streams.values.contains(where: \.isUnary) {
-            self.drained = nil
-            promise.succeed()
-        }
+        guard !self.streams.values.contains(where: \.isUnary) else { return }
+        self.drained = nil
+        guard let context = self.context else { return promise.succeed() }
+        let written = context.eventLoop.makePromise(of: Void.self)
+        self.writeOut(promise: written)
+        self.needsFlush = false
+        context.flush()
+        written.futureResult.whenComplete { _ in promise.succeed() }
     }
 
     // MARK: - Cleanup
@@ -881,7 +989,10 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
     private func cancel(_ s: Stream) {
         s.timeout?.cancel()
         s.timeout = nil
-        for case .data(_, let promise?) in s.pending { promise.fail(ChannelError.ioOnClosedChannel) }
+        for case .data(let bytes, let promise) in s.pending {
+            self.pendingOutboundBytes -= bytes.readableBytes
+            promise?.fail(ChannelError.ioOnClosedChannel)
+        }
         s.pending = []
         if !s.finished {
             s.finished = true
@@ -896,6 +1007,9 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
         let all = self.streams
         self.streams.removeAll()
         self.connectionBlocked.removeAll()
+        self.withheldCredit.removeAll()
+        self.abandonedRunning.removeAll()
+        self.bufferedInboundBytes = 0
         for s in all.values { self.cancel(s) }
         self.succeedDrainIfIdle()
     }

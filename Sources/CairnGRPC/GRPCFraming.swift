@@ -21,12 +21,21 @@ public struct GRPCMessageDecoder: Sendable {
     public mutating func append(_ data: ByteBuffer) {
         if var existing = self.buffer, existing.readableBytes > 0 {
             self.buffer = nil  // drop our reference first so the write below does not copy-on-write
+            // Drop the messages already returned, so the storage holds at most one partial
+            // message plus what just arrived, however the sender cuts its frames.
+            if existing.readerIndex > 0 { existing.discardReadBytes() }
             existing.writeImmutableBuffer(data)
             self.buffer = existing
         } else {
             self.buffer = data
         }
     }
+
+    /// Bytes of an unfinished message held (and of messages not yet taken with `next`).
+    public var bufferedBytes: Int { self.buffer?.readableBytes ?? 0 }
+
+    /// Bytes of storage held (tests).
+    public var storageBytes: Int { self.buffer?.capacity ?? 0 }
 
     /// Returns the next complete message, `nil` if more bytes are needed, or throws a `GRPCStatus`.
     ///

@@ -220,6 +220,9 @@ public struct HPACKDecoder: Sendable {
         var shift = 0
         while true {
             guard let next = b.readInteger(as: UInt8.self) else { throw HPACKError("truncated integer") }
+            // At most four continuation bytes (28 bits): longer encodings, even of small
+            // values, are refused before any shift can overflow.
+            guard shift <= 21 else { throw HPACKError("integer encoding too long") }
             value += Int(next & 0x7f) << shift
             shift += 7
             if value > 1 << 28 { throw HPACKError("integer too large") }

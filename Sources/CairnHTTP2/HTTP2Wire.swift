@@ -222,12 +222,18 @@ public struct HTTP2FrameReader: Sendable {
     public mutating func append(_ bytes: ByteBuffer) {
         if var existing = self.buffer, existing.readableBytes > 0 {
             self.buffer = nil  // so the write below does not copy the storage
+            // Drop the frames already returned: a peer that always leaves a frame unfinished
+            // at the end of a read would otherwise grow the storage without end.
+            if existing.readerIndex > 0 { existing.discardReadBytes() }
             existing.writeImmutableBuffer(bytes)
             self.buffer = existing
         } else {
             self.buffer = bytes
         }
     }
+
+    /// Bytes of storage held (tests: stays near one frame however the input is cut).
+    public var storageBytes: Int { self.buffer?.capacity ?? 0 }
 
     /// Takes `count` raw bytes (the client preface) once that many arrived.
     public mutating func readRaw(_ count: Int) -> ByteBuffer? {

@@ -138,3 +138,110 @@ import Testing
         _ = try? c.channel.finish(acceptAlreadyClosed: true)
     }
 }
+
+/// The reviewer's cases: hostile input that must stay bounded.
+@Suite struct HTTP2BoundsTests {
+    /// A peer that always leaves the next frame one byte short at the end of each read: the
+    /// reader keeps only what it has not returned (it grew by every byte before).
+    @Test func aReaderFedNeverAlignedReadsStaysSmall() throws {
+        var r = HTTP2FrameReader()
+        var frame = ByteBuffer()
+        HTTP2FrameEncoder.writeHeader(HTTP2FrameHeader(length: 16_000, type: 0xfa, flags: 0, streamID: 0), into: &frame)
+        frame.writeBytes([UInt8](repeating: 1, count: 16_000))
+        var stream = ByteBuffer()
+        for _ in 0..<200 { stream.writeImmutableBuffer(frame) }
+        var frames = 0
+        var largest = 0
+        while stream.readableBytes > 0 {
+            // Reads of one frame's size, offset by one byte: every read ends inside a frame.
+            r.append(stream.readSlice(length: min(stream.readableBytes, frame.readableBytes + (frames == 0 ? 1 : 0)))!)
+            while try r.next() != nil { frames += 1 }
+            largest = max(largest, r.storageBytes)
+        }
+        #expect(frames == 200)
+        #expect(largest < 4 * frame.readableBytes, "held \(largest) bytes for frames of \(frame.readableBytes)")
+    }
+
+    @Test func aMessageDecoderFedPartialMessagesStaysSmall() throws {
+        var d = GRPCMessageDecoder(maxMessageBytes: 1 << 20)
+        let message = TestMessages.framed(String(repeating: "x", count: 1000))
+        var stream = ByteBuffer()
+        for _ in 0..<500 { stream.writeImmutableBuffer(message) }
+        var got = 0
+        var largest = 0
+        while stream.readableBytes > 0 {
+            d.append(stream.readSlice(length: min(stream.readableBytes, 1001))!)
+            while try d.next() != nil { got += 1 }
+            largest = max(largest, d.storageBytes)
+        }
+        #expect(got == 500)
+        #expect(largest < 8 * message.readableBytes, "held \(largest) bytes for messages of \(message.readableBytes)")
+    }
+
+    /// HEADERS, END_STREAM and RST_STREAM, repeated: the reset calls still running count
+    /// against the stream limit, so the server does not start calls without bound.
+    @Test func rapidResetCannotExceedTheStreamLimit() throws {
+        var config = GRPCServerConfiguration()
+        config.maxConcurrentStreams = 4
+        let c = try RawClient(configuration: config)
+        _ = try c.received()
+        var id: UInt32 = 1
+        for _ in 0..<20 {
+            try c.call(id, "r\(id)")
+            try c.send { HTTP2FrameEncoder.writeRSTStream(streamID: id, code: .cancel, into: &$0) }
+            id += 2
+        }
+        #expect(c.started.count == 4, "only 4 held calls may run: \(c.started.count) started")
+        let refused = try c.received().filter { $0.header.type == HTTP2.FrameType.rstStream }
+        #expect(refused.count == 16)
+        c.answerAll()  // their handlers complete: room again
+        try c.call(id, "after")
+        #expect(c.started.last == "after")
+        _ = try? c.channel.finish(acceptAlreadyClosed: true)
+    }
+
+    /// A client that never opens its window holds a reply only until the call's deadline.
+    @Test func aReplyHeldByAClosedWindowIsDroppedAtTheDeadline() throws {
+        let c = try RawClient(settings: [HTTP2Setting(HTTP2.Setting.initialWindowSize, 0)])
+        _ = try c.received()
+        var block = RawClient.requestBlock(path: "/test.Echo/Unary")
+        HPACKEncoder.appendLiteral(name: "grpc-timeout".utf8, value: "50m".utf8, into: &block)
+        try c.send { b in
+            HTTP2FrameEncoder.writeHeaders(streamID: 1, block: block, endStream: false, maxFrameBytes: 16384, into: &b)
+            HTTP2FrameEncoder.writeDataHeader(streamID: 1, length: 7, endStream: true, into: &b)
+            b.writeBytes([0, 0, 0, 0, 2] + Array("hi".utf8))
+        }
+        let first = try c.received().filter { $0.header.streamID == 1 }
+        #expect(first.map(\.header.type) == [HTTP2.FrameType.headers], "only the response headers: no window for the message")
+        #expect(try c.channel.pipeline.syncOperations.handler(type: GRPCConnectionHandler.self).activeCallCount == 1)
+        c.channel.embeddedEventLoop.advanceTime(by: .milliseconds(60))
+        let after = try c.received().filter { $0.header.streamID == 1 }
+        #expect(after.last?.header.type == HTTP2.FrameType.rstStream, "reset at the deadline: \(after.map(\.header.type))")
+        #expect(try c.channel.pipeline.syncOperations.handler(type: GRPCConnectionHandler.self).activeCallCount == 0)
+        _ = try? c.channel.finish(acceptAlreadyClosed: true)
+    }
+
+    /// A SETTINGS frame full of INITIAL_WINDOW_SIZE entries is applied once: the last value
+    /// counts, as RFC 9113 orders.
+    @Test func repeatedSettingsInOneFrameApplyTheLast() throws {
+        let c = try RawClient(settings: [HTTP2Setting(HTTP2.Setting.initialWindowSize, 0)])
+        _ = try c.received()
+        try c.call(1, "abc", path: "/test.Echo/Unary")
+        _ = try c.received()
+        let many = (0..<2000).map { HTTP2Setting(HTTP2.Setting.initialWindowSize, UInt32($0 % 7)) } + [HTTP2Setting(HTTP2.Setting.initialWindowSize, 1000)]
+        try c.send { HTTP2FrameEncoder.writeSettings(many, into: &$0) }
+        let got = try c.received().filter { $0.header.streamID == 1 }
+        #expect(got.map(\.header.type) == [HTTP2.FrameType.data, HTTP2.FrameType.headers], "the held reply goes once the window is 1000")
+        _ = try? c.channel.finish(acceptAlreadyClosed: true)
+    }
+}
+
+enum TestMessages {
+    static func framed(_ s: String) -> ByteBuffer {
+        var b = ByteBuffer()
+        b.writeInteger(UInt8(0))
+        b.writeInteger(UInt32(s.utf8.count))
+        b.writeString(s)
+        return b
+    }
+}
