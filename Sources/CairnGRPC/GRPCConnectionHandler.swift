@@ -103,10 +103,8 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
         /// What the client may still send us, and what of it we have consumed but not yet credited.
         var receiveWindow: Int
         var receivedUncredited = 0
-        /// What we may still send on this stream.
-        var sendWindow: Int
-        /// Outbound frames waiting for window, in order.
-        var pending: [Pending] = []
+        /// What waits for window, and the stream's send window.
+        var outbound: HTTP2OutboundStream
         /// Listed in `connectionBlocked`.
         var waitingForConnectionWindow = false
         /// The unary handler is running (dispatched, not yet completed).
@@ -122,20 +120,13 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
             self.method = method
             self.decoder = GRPCMessageDecoder(maxMessageBytes: maxMessageBytes)
             self.receiveWindow = receiveWindow
-            self.sendWindow = sendWindow
+            self.outbound = HTTP2OutboundStream(sendWindow: sendWindow)
         }
 
         var isUnary: Bool {
             if case .unary = self.method { return true }
             return false
         }
-    }
-
-    enum Pending {
-        /// DATA payload bytes (a framed message, or what is left of one).
-        case data(ByteBuffer, EventLoopPromise<Void>?)
-        /// The trailers' header block; the stream ends with it.
-        case trailers(ByteBuffer)
     }
 
     /// A header block spread over HEADERS and CONTINUATION frames.
@@ -180,7 +171,7 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
     /// against the stream limit until the handler completes (else HEADERS, END_STREAM and
     /// RST_STREAM, repeated, would start calls without bound: "rapid reset").
     private var abandonedRunning: Set<UInt32> = []
-    /// Reply bytes waiting in streams' `pending` for window.
+    /// Reply bytes waiting in streams' outbound queues for window.
     private var pendingOutboundBytes = 0
     /// The sum of streams' `bufferedInbound`.
     private var bufferedInboundBytes = 0
@@ -404,8 +395,8 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
             let delta = initialWindow - self.peerInitialWindow
             self.peerInitialWindow = initialWindow
             for s in self.streams.values {
-                s.sendWindow += delta
-                guard s.sendWindow <= HTTP2.maxWindowBytes else {
+                s.outbound.sendWindow += delta
+                guard s.outbound.sendWindow <= HTTP2.maxWindowBytes else {
                     throw HTTP2ConnectionError(.flowControlError, "stream window overflows")
                 }
             }
@@ -432,8 +423,8 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
         }
         guard let s = self.streams[h.streamID] else { return }  // closed: a late update
         guard increment > 0 else { return self.resetStream(h.streamID, .protocolError) }
-        s.sendWindow += increment
-        guard s.sendWindow <= HTTP2.maxWindowBytes else { return self.resetStream(h.streamID, .flowControlError) }
+        s.outbound.sendWindow += increment
+        guard s.outbound.sendWindow <= HTTP2.maxWindowBytes else { return self.resetStream(h.streamID, .flowControlError) }
         self.pump(s)
     }
 
@@ -693,11 +684,11 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
             self.needsFlush = true
         }
         let total = 5 + message.readableBytes
-        if s.pending.isEmpty, total <= s.sendWindow, total <= self.connectionSendWindow, total <= self.peerMaxFrameBytes,
+        if s.outbound.isEmpty, total <= s.outbound.sendWindow, total <= self.connectionSendWindow, total <= self.peerMaxFrameBytes,
             message.readableBytes <= Self.copyLimitBytes
         {
             // The common case: one DATA frame, the message copied into the output buffer.
-            s.sendWindow -= total
+            s.outbound.sendWindow -= total
             self.connectionSendWindow -= total
             HTTP2FrameEncoder.writeDataHeader(streamID: s.id, length: total, endStream: false, into: &self.out)
             self.out.writeInteger(UInt8(0))
@@ -710,15 +701,15 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
         var framed = ByteBuffer()
         if message.readableBytes <= Self.copyLimitBytes {
             framed = GRPCMessageFraming.frame(message, allocator: self.context?.channel.allocator ?? ByteBufferAllocator())
-            s.pending.append(.data(framed, promise))
+            s.outbound.append(.data(framed, endStream: false, promise))
             self.pendingOutboundBytes += framed.readableBytes
         } else {
             // A large message is not copied: its prefix and the message go as separate pieces.
             var prefix = ByteBuffer()
             prefix.writeInteger(UInt8(0))
             prefix.writeInteger(UInt32(message.readableBytes))
-            s.pending.append(.data(prefix, nil))
-            s.pending.append(.data(message, promise))
+            s.outbound.append(.data(prefix, endStream: false, nil))
+            s.outbound.append(.data(message, endStream: false, promise))
             self.pendingOutboundBytes += 5 + message.readableBytes
         }
         self.pump(s)
@@ -730,42 +721,30 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
 
     /// Sends what `s` has queued, as far as the windows allow.
     private func pump(_ s: Stream) {
-        while let first = s.pending.first {
-            switch first {
-            case .trailers(let block):
-                s.pending.removeFirst()
-                HTTP2FrameEncoder.writeHeaders(
-                    streamID: s.id, block: block, endStream: true, maxFrameBytes: self.peerMaxFrameBytes, into: &self.out)
-                self.needsFlush = true
-                self.trailersSent(s)
-                return
-            case .data(var bytes, let promise):
-                let n = min(bytes.readableBytes, s.sendWindow, self.connectionSendWindow, self.peerMaxFrameBytes)
-                if n <= 0 && bytes.readableBytes > 0 {
-                    if self.connectionSendWindow <= 0 && s.sendWindow > 0 && !s.waitingForConnectionWindow {
-                        s.waitingForConnectionWindow = true
-                        self.connectionBlocked.append(s.id)
-                    }
+        guard !s.outbound.isEmpty else { return }
+        let (outcome, sent) = s.outbound.pump(
+            streamID: s.id, connectionWindow: &self.connectionSendWindow, maxFrameBytes: self.peerMaxFrameBytes,
+            copyLimit: Self.copyLimitBytes, into: &self.out,
+            flushOut: { out, promise in self.writeOut(&out, promise: promise) },
+            writeDirect: { bytes, promise in
+                guard let context = self.context else {
+                    promise?.fail(ChannelError.ioOnClosedChannel)
                     return
                 }
-                let chunk = bytes.readSlice(length: n)!
-                s.sendWindow -= n
-                self.connectionSendWindow -= n
-                self.pendingOutboundBytes -= n
-                HTTP2FrameEncoder.writeDataHeader(streamID: s.id, length: n, endStream: false, into: &self.out)
-                let done = bytes.readableBytes == 0
-                if n <= Self.copyLimitBytes {
-                    self.out.writeImmutableBuffer(chunk)
-                    if done, let promise { self.writeOut(promise: promise) }
-                } else if let context = self.context {
-                    self.writeOut(promise: nil)
-                    context.write(self.wrapOutboundOut(.byteBuffer(chunk)), promise: done ? promise : nil)
-                } else if done {
-                    promise?.fail(ChannelError.ioOnClosedChannel)
-                }
-                self.needsFlush = true
-                if done { s.pending.removeFirst() } else { s.pending[0] = .data(bytes, promise) }
+                context.write(self.wrapOutboundOut(.byteBuffer(bytes)), promise: promise)
+            })
+        self.pendingOutboundBytes -= sent
+        self.needsFlush = true
+        switch outcome {
+        case .ended:
+            self.trailersSent(s)
+        case .blockedOnConnection:
+            if !s.waitingForConnectionWindow {
+                s.waitingForConnectionWindow = true
+                self.connectionBlocked.append(s.id)
             }
+        case .drained, .blockedOnStream:
+            break
         }
     }
 
@@ -793,7 +772,7 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
         } else {
             block = GRPCHeaderBlocks.trailersOnly(status, httpStatus: nil)
         }
-        s.pending.append(.trailers(block))
+        s.outbound.append(.headers(block))
         let bidi = s.bidi
         s.bidi = nil
         if notifyHandler { bidi?.cancelled() }
@@ -812,7 +791,7 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
     }
 
     private func removeIfDone(_ s: Stream) {
-        if s.finished && s.pending.isEmpty { self.forget(s) }
+        if s.finished && s.outbound.isEmpty { self.forget(s) }
     }
 
     /// Removes `s` from the table and from the connection's byte counts.
@@ -904,16 +883,21 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
 
     /// Writes the output buffer so far (with `promise`, completed once it reached the socket).
     private func writeOut(promise: EventLoopPromise<Void>?) {
+        self.writeOut(&self.out, promise: promise)
+    }
+
+    /// Writes `out` (the output buffer, passed in while it is borrowed) and starts a new one.
+    private func writeOut(_ out: inout ByteBuffer, promise: EventLoopPromise<Void>?) {
         guard let context = self.context else {
             promise?.fail(ChannelError.ioOnClosedChannel)
             return
         }
-        if self.out.readableBytes == 0 {
-            if let promise { context.write(self.wrapOutboundOut(.byteBuffer(self.out)), promise: promise) }
+        if out.readableBytes == 0 {
+            if let promise { context.write(self.wrapOutboundOut(.byteBuffer(out)), promise: promise) }
             return
         }
-        context.write(self.wrapOutboundOut(.byteBuffer(self.out)), promise: promise)
-        self.out = context.channel.allocator.buffer(capacity: 4096)
+        context.write(self.wrapOutboundOut(.byteBuffer(out)), promise: promise)
+        out = context.channel.allocator.buffer(capacity: 4096)
         self.needsFlush = true
     }
 
@@ -989,11 +973,7 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
     private func cancel(_ s: Stream) {
         s.timeout?.cancel()
         s.timeout = nil
-        for case .data(let bytes, let promise) in s.pending {
-            self.pendingOutboundBytes -= bytes.readableBytes
-            promise?.fail(ChannelError.ioOnClosedChannel)
-        }
-        s.pending = []
+        self.pendingOutboundBytes -= s.outbound.dropAll(failing: ChannelError.ioOnClosedChannel)
         if !s.finished {
             s.finished = true
             if let bidi = s.bidi {
