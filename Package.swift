@@ -108,15 +108,13 @@ let package = Package(
             ],
             swiftSettings: strict),
 
-        // The etcd v3 client library (gRPC over swift-nio-http2) and etcdctl's counterpart.
+        // The etcd v3 client library (gRPC over CairnHTTP2) and etcdctl's counterpart.
         .target(
             name: "CairnClient",
             dependencies: [
-                "CairnProto", "CairnGRPC",
+                "CairnProto", "CairnGRPC", "CairnHTTP2",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
-                .product(name: "NIOHPACK", package: "swift-nio-http2"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
             ],

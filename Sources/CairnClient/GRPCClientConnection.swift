@@ -1,7 +1,6 @@
 import CairnGRPC
 import Logging
 import NIOCore
-import NIOHTTP2
 import NIOPosix
 
 /// A server address: `host:port`, optionally written as `http://host:port`.
@@ -63,8 +62,6 @@ public final class GRPCClientConnection: Sendable {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(
-                        NIOHTTP2Handler(mode: .client, connectionConfiguration: Self.connectionConfiguration))
                     try channel.pipeline.syncOperations.addHandler(ClientConnectionHandler(authority: authority, logger: logger))
                 }
             }
@@ -76,26 +73,6 @@ public final class GRPCClientConnection: Sendable {
                     maxMessageBytes: maxMessageBytes)
             }
     }
-
-    /// The HTTP/2 connection's settings and limits.
-    ///
-    /// grpc-go servers (etcd) estimate bandwidth with a PING after each DATA frame received
-    /// while no such PING is outstanding, so a busy connection receives a PING per round trip:
-    /// thousands per second. swift-nio-http2's default DoS limit on inbound PING/SETTINGS frames
-    /// (200 per 30 seconds) closed the connection after a few hundred calls
-    /// ("ExcessiveControlFrames"); the limit here admits 20,000 per 100 ms. Its sliding window
-    /// preallocates one timestamp per permitted frame (160 KB per connection).
-    static let connectionConfiguration: NIOHTTP2Handler.ConnectionConfiguration = {
-        var c = NIOHTTP2Handler.ConnectionConfiguration()
-        c.initialSettings = [
-            HTTP2Setting(parameter: .maxHeaderListSize, value: 1 << 20),
-            HTTP2Setting(parameter: .initialWindowSize, value: 1 << 20),
-            HTTP2Setting(parameter: .enablePush, value: 0),
-        ]
-        c.controlFrameRateLimit.maximumCount = 20_000
-        c.controlFrameRateLimit.windowLength = .milliseconds(100)
-        return c
-    }()
 
     /// False once the connection closed; calls then fail with UNAVAILABLE.
     public var isActive: Bool { self.channel.isActive }

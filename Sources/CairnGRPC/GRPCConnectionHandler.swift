@@ -105,7 +105,7 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
         var receivedUncredited = 0
         /// What waits for window, and the stream's send window.
         var outbound: HTTP2OutboundStream
-        /// Listed in `connectionBlocked`.
+        /// Waiting for connection window (listed in `h2`).
         var waitingForConnectionWindow = false
         /// The unary handler is running (dispatched, not yet completed).
         var running = false
@@ -129,13 +129,6 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
         }
     }
 
-    /// A header block spread over HEADERS and CONTINUATION frames.
-    struct HeaderBlock {
-        var streamID: UInt32
-        var block: ByteBuffer
-        var endStream: Bool
-    }
-
     enum DrainPhase {
         case awaitingPingAck
         case finalGoAwaySent
@@ -153,18 +146,11 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
     private var prefaceReceived = false
     private var settingsReceived = false
     private var hpack = HPACKDecoder()
-    private var continuation: HeaderBlock?
     private var streams: [UInt32: Stream] = [:]
     /// The highest stream id the client used (streams at or below it are no longer idle).
     private var lastClientStreamID: UInt32 = 0
-    private var peerInitialWindow = HTTP2.defaultWindowBytes
-    private var peerMaxFrameBytes = HTTP2.defaultMaxFrameBytes
-    private var connectionSendWindow = HTTP2.defaultWindowBytes
-    private var connectionReceiveWindow = HTTP2.defaultWindowBytes
-    /// Streams with data held back by the connection's send window, oldest first.
-    private var connectionBlocked: [UInt32] = []
-    private var controlFrames = 0
-    private var controlWindowStart = NIODeadline.now()
+    /// Peer settings, connection windows, header blocks in progress, control-frame budget.
+    private var h2: HTTP2ConnectionState
     /// A connection error was sent; the connection is closing and reads nothing more.
     private var closing = false
     /// Unary calls whose stream the client reset while their handler still runs: they count
@@ -193,6 +179,9 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
     public init(router: GRPCRouter, configuration: GRPCServerConfiguration) {
         self.router = router
         self.configuration = configuration
+        self.h2 = HTTP2ConnectionState(
+            receiveWindowTarget: configuration.connectionWindowSize, maxHeaderBlockBytes: 4 * configuration.maxHeaderListSize,
+            maxControlFrames: configuration.maxControlFramesPerWindow, controlWindow: configuration.controlFrameWindow)
     }
 
     /// Number of calls with live per-stream state (event loop only; for tests and metrics).
@@ -205,11 +194,7 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
         self.out = context.channel.allocator.buffer(capacity: 4096)
         // The server preface: our SETTINGS, then the connection window raised to its target.
         HTTP2FrameEncoder.writeSettings(self.configuration.http2Settings, into: &self.out)
-        let raise = self.configuration.connectionWindowSize - HTTP2.defaultWindowBytes
-        if raise > 0 {
-            HTTP2FrameEncoder.writeWindowUpdate(streamID: 0, increment: raise, into: &self.out)
-            self.connectionReceiveWindow += raise
-        }
+        self.h2.writeInitialWindowUpdate(into: &self.out)
         self.needsFlush = true
         if context.channel.isActive { self.flushNow() }
     }
@@ -287,20 +272,10 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
             }
             self.settingsReceived = true
         }
-        if var pending = self.continuation {
-            self.continuation = nil  // `pending` then holds the block's only reference: appended in place
-            guard h.type == HTTP2.FrameType.continuation, h.streamID == pending.streamID else {
-                throw HTTP2ConnectionError(.protocolError, "expected CONTINUATION of stream \(pending.streamID)")
-            }
-            try self.countControlFrame()
-            guard pending.block.readableBytes + payload.readableBytes <= 4 * self.configuration.maxHeaderListSize else {
-                throw HTTP2ConnectionError(.enhanceYourCalm, "header block exceeds \(4 * self.configuration.maxHeaderListSize) bytes")
-            }
-            pending.block.writeImmutableBuffer(payload)
-            if h.has(HTTP2.Flags.endHeaders) {
-                try self.headerBlock(streamID: pending.streamID, pending.block, endStream: pending.endStream)
-            } else {
-                self.continuation = pending
+        if self.h2.expectsContinuation {
+            try self.h2.countControlFrame()
+            if let block = try self.h2.headerFragment(h, payload) {
+                try self.headerBlock(streamID: block.streamID, block.block, endStream: block.endStream)
             }
             return
         }
@@ -311,7 +286,7 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
             try self.headers(h, payload)
         case HTTP2.FrameType.priority:
             guard h.streamID != 0 else { throw HTTP2ConnectionError(.protocolError, "PRIORITY on stream 0") }
-            try self.countControlFrame()
+            try self.h2.countControlFrame()
             // Malformed: a stream error, but never an RST_STREAM on a stream not yet opened.
             if h.length != 5 && h.streamID <= self.lastClientStreamID { self.resetStream(h.streamID, .frameSizeError) }
         case HTTP2.FrameType.rstStream:
@@ -320,7 +295,7 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
             guard h.streamID <= self.lastClientStreamID else {
                 throw HTTP2ConnectionError(.protocolError, "RST_STREAM on idle stream \(h.streamID)")
             }
-            try self.countControlFrame()
+            try self.h2.countControlFrame()
             if let s = self.streams[h.streamID] { self.drop(s) }
         case HTTP2.FrameType.settings:
             try self.settings(h, payload)
@@ -333,7 +308,7 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
             if h.has(HTTP2.Flags.ack) {
                 if data == Self.drainPingData { self.drainPingAcknowledged() }
             } else {
-                try self.countControlFrame()
+                try self.h2.countControlFrame()
                 HTTP2FrameEncoder.writePing(data, ack: true, into: &self.out)
                 self.needsFlush = true
             }
@@ -342,25 +317,13 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
             guard h.length >= 8 else { throw HTTP2ConnectionError(.frameSizeError, "GOAWAY of \(h.length) bytes") }
         // The client is leaving; its streams in flight still get their answers.
         case HTTP2.FrameType.windowUpdate:
-            try self.countControlFrame()
+            try self.h2.countControlFrame()
             try self.windowUpdate(h, payload)
         case HTTP2.FrameType.continuation:
             throw HTTP2ConnectionError(.protocolError, "CONTINUATION without HEADERS")
         default:
-            try self.countControlFrame()  // Unknown frame types are ignored (RFC 9113 §4.1), and counted.
+            try self.h2.countControlFrame()  // Unknown frame types are ignored (RFC 9113 §4.1), and counted.
         }
-    }
-
-    private func countControlFrame() throws(HTTP2ConnectionError) {
-        self.controlFrames += 1
-        guard self.controlFrames > self.configuration.maxControlFramesPerWindow else { return }
-        let now = NIODeadline.now()
-        if now - self.controlWindowStart > self.configuration.controlFrameWindow {
-            self.controlWindowStart = now
-            self.controlFrames = 1
-            return
-        }
-        throw HTTP2ConnectionError(.enhanceYourCalm, "too many control frames")
     }
 
     private func settings(_ h: HTTP2FrameHeader, _ payload: ByteBuffer) throws(HTTP2ConnectionError) {
@@ -369,31 +332,9 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
             guard h.length == 0 else { throw HTTP2ConnectionError(.frameSizeError, "SETTINGS ACK with a payload") }
             return
         }
-        guard h.length % 6 == 0 else { throw HTTP2ConnectionError(.frameSizeError, "SETTINGS of \(h.length) bytes") }
-        try self.countControlFrame()
-        var p = payload
-        var initialWindow: Int?
-        while let id = p.readInteger(as: UInt16.self), let value = p.readInteger(as: UInt32.self) {
-            switch id {
-            case HTTP2.Setting.enablePush:
-                guard value <= 1 else { throw HTTP2ConnectionError(.protocolError, "SETTINGS_ENABLE_PUSH \(value)") }
-            case HTTP2.Setting.initialWindowSize:
-                guard value <= UInt32(HTTP2.maxWindowBytes) else {
-                    throw HTTP2ConnectionError(.flowControlError, "SETTINGS_INITIAL_WINDOW_SIZE \(value)")
-                }
-                initialWindow = Int(value)  // the last one counts; applied once below
-            case HTTP2.Setting.maxFrameSize:
-                guard value >= UInt32(HTTP2.defaultMaxFrameBytes), value <= UInt32(HTTP2.maxAllowedFrameBytes) else {
-                    throw HTTP2ConnectionError(.protocolError, "SETTINGS_MAX_FRAME_SIZE \(value)")
-                }
-                self.peerMaxFrameBytes = Int(value)
-            default:
-                break  // HEADER_TABLE_SIZE: our encoder uses no dynamic table. Others are advisory.
-            }
-        }
-        if let initialWindow, initialWindow != self.peerInitialWindow {
-            let delta = initialWindow - self.peerInitialWindow
-            self.peerInitialWindow = initialWindow
+        try self.h2.countControlFrame()
+        let delta = try self.h2.applySettings(payload)
+        if delta != 0 {
             for s in self.streams.values {
                 s.outbound.sendWindow += delta
                 guard s.outbound.sendWindow <= HTTP2.maxWindowBytes else {
@@ -410,11 +351,7 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
         guard h.length == 4 else { throw HTTP2ConnectionError(.frameSizeError, "WINDOW_UPDATE of \(h.length) bytes") }
         let increment = Int(payload.getInteger(at: payload.readerIndex, as: UInt32.self)! & 0x7fff_ffff)
         if h.streamID == 0 {
-            guard increment > 0 else { throw HTTP2ConnectionError(.protocolError, "connection WINDOW_UPDATE of 0") }
-            self.connectionSendWindow += increment
-            guard self.connectionSendWindow <= HTTP2.maxWindowBytes else {
-                throw HTTP2ConnectionError(.flowControlError, "connection window overflows")
-            }
+            try self.h2.windowUpdate(increment: increment)
             self.pumpConnectionBlocked()
             return
         }
@@ -432,17 +369,8 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
         guard h.streamID != 0, h.streamID & 1 == 1 else {
             throw HTTP2ConnectionError(.protocolError, "HEADERS on stream \(h.streamID)")
         }
-        guard var block = http2Unpad(payload, flags: h.flags) else {
-            throw HTTP2ConnectionError(.protocolError, "HEADERS padding exceeds the payload")
-        }
-        if h.has(HTTP2.Flags.priority) {
-            guard block.readSlice(length: 5) != nil else { throw HTTP2ConnectionError(.frameSizeError, "HEADERS priority truncated") }
-        }
-        let endStream = h.has(HTTP2.Flags.endStream)
-        if h.has(HTTP2.Flags.endHeaders) {
-            try self.headerBlock(streamID: h.streamID, block, endStream: endStream)
-        } else {
-            self.continuation = HeaderBlock(streamID: h.streamID, block: block, endStream: endStream)
+        if let block = try self.h2.headerFragment(h, http2HeaderFragment(h, payload)) {
+            try self.headerBlock(streamID: block.streamID, block.block, endStream: block.endStream)
         }
     }
 
@@ -482,17 +410,9 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
     private func data(_ h: HTTP2FrameHeader, _ payload: ByteBuffer) throws(HTTP2ConnectionError) {
         guard h.streamID != 0 else { throw HTTP2ConnectionError(.protocolError, "DATA on stream 0") }
         let flowBytes = h.length
-        guard flowBytes <= self.connectionReceiveWindow else {
-            throw HTTP2ConnectionError(.flowControlError, "DATA beyond the connection window")
-        }
-        self.connectionReceiveWindow -= flowBytes
-        if self.connectionReceiveWindow <= self.configuration.connectionWindowSize / 2 {
-            let increment = self.configuration.connectionWindowSize - self.connectionReceiveWindow
-            HTTP2FrameEncoder.writeWindowUpdate(streamID: 0, increment: increment, into: &self.out)
-            self.connectionReceiveWindow += increment
-            self.needsFlush = true
-        }
-        if flowBytes == 0 && !h.has(HTTP2.Flags.endStream) { try self.countControlFrame() }
+        try self.h2.receivedData(length: flowBytes, into: &self.out)
+        self.needsFlush = true
+        if flowBytes == 0 && !h.has(HTTP2.Flags.endStream) { try self.h2.countControlFrame() }
         guard let s = self.streams[h.streamID] else {
             guard h.streamID <= self.lastClientStreamID else {
                 throw HTTP2ConnectionError(.protocolError, "DATA on idle stream \(h.streamID)")
@@ -592,7 +512,7 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
             streamID: streamID, path: route.path, headers: GRPCMetadata(fields), eventLoop: context.eventLoop, deadline: deadline)
         let s = Stream(
             id: streamID, context: callContext, method: route.handler, maxMessageBytes: self.configuration.maxReceiveMessageBytes,
-            receiveWindow: self.configuration.streamWindowBytes, sendWindow: self.peerInitialWindow)
+            receiveWindow: self.configuration.streamWindowBytes, sendWindow: self.h2.peerInitialWindow)
         self.streams[streamID] = s
         if let amount = timeoutAmount {
             let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
@@ -679,17 +599,17 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
         if !s.headersSent {
             s.headersSent = true
             HTTP2FrameEncoder.writeHeaders(
-                streamID: s.id, block: GRPCHeaderBlocks.responseHeaders, endStream: false, maxFrameBytes: self.peerMaxFrameBytes,
+                streamID: s.id, block: GRPCHeaderBlocks.responseHeaders, endStream: false, maxFrameBytes: self.h2.peerMaxFrameBytes,
                 into: &self.out)
             self.needsFlush = true
         }
         let total = 5 + message.readableBytes
-        if s.outbound.isEmpty, total <= s.outbound.sendWindow, total <= self.connectionSendWindow, total <= self.peerMaxFrameBytes,
+        if s.outbound.isEmpty, total <= s.outbound.sendWindow, total <= self.h2.sendWindow, total <= self.h2.peerMaxFrameBytes,
             message.readableBytes <= Self.copyLimitBytes
         {
             // The common case: one DATA frame, the message copied into the output buffer.
             s.outbound.sendWindow -= total
-            self.connectionSendWindow -= total
+            self.h2.sendWindow -= total
             HTTP2FrameEncoder.writeDataHeader(streamID: s.id, length: total, endStream: false, into: &self.out)
             self.out.writeInteger(UInt8(0))
             self.out.writeInteger(UInt32(message.readableBytes))
@@ -723,7 +643,7 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
     private func pump(_ s: Stream) {
         guard !s.outbound.isEmpty else { return }
         let (outcome, sent) = s.outbound.pump(
-            streamID: s.id, connectionWindow: &self.connectionSendWindow, maxFrameBytes: self.peerMaxFrameBytes,
+            streamID: s.id, connectionWindow: &self.h2.sendWindow, maxFrameBytes: self.h2.peerMaxFrameBytes,
             copyLimit: Self.copyLimitBytes, into: &self.out,
             flushOut: { out, promise in self.writeOut(&out, promise: promise) },
             writeDirect: { bytes, promise in
@@ -741,7 +661,7 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
         case .blockedOnConnection:
             if !s.waitingForConnectionWindow {
                 s.waitingForConnectionWindow = true
-                self.connectionBlocked.append(s.id)
+                self.h2.waitForWindow(s.id)
             }
         case .drained, .blockedOnStream:
             break
@@ -749,8 +669,7 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
     }
 
     private func pumpConnectionBlocked() {
-        while self.connectionSendWindow > 0, !self.connectionBlocked.isEmpty {
-            let id = self.connectionBlocked.removeFirst()
+        while let id = self.h2.nextWaiting() {
             guard let s = self.streams[id] else { continue }
             s.waitingForConnectionWindow = false
             self.pump(s)
@@ -851,7 +770,7 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
     private func rejectEarly(_ streamID: UInt32, clientEnded: Bool, httpStatus: String?, status: GRPCStatus) {
         HTTP2FrameEncoder.writeHeaders(
             streamID: streamID, block: GRPCHeaderBlocks.trailersOnly(status, httpStatus: httpStatus), endStream: true,
-            maxFrameBytes: self.peerMaxFrameBytes, into: &self.out)
+            maxFrameBytes: self.h2.peerMaxFrameBytes, into: &self.out)
         if !clientEnded {
             // The client may still be sending; reset so it stops and no stream state lingers.
             HTTP2FrameEncoder.writeRSTStream(streamID: streamID, code: .noError, into: &self.out)
@@ -986,7 +905,7 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
     private func cancelAll() {
         let all = self.streams
         self.streams.removeAll()
-        self.connectionBlocked.removeAll()
+        self.h2.forgetWaiting()
         self.withheldCredit.removeAll()
         self.abandonedRunning.removeAll()
         self.bufferedInboundBytes = 0
