@@ -4,6 +4,7 @@ import CairnGRPC
 import CairnHTTP2
 import Logging
 import NIOCore
+import Synchronization
 
 /// One call's state, confined to the connection's event loop.
 ///
@@ -29,6 +30,17 @@ final class ClientCall {
     var waitingForConnectionWindow = false
     /// What the server may still send on this stream.
     var receiveWindow = 0
+    /// When the call's deadline passes (sent as the time left when the stream opens).
+    var deadline: NIODeadline?
+    /// Opens the stream (again after REFUSED_STREAM); set by `start`.
+    var open: ((ClientCall) -> Void)?
+    /// The request as given to `start` when it was complete there (unary, server streaming):
+    /// such a call may be sent again when the server refused its stream unprocessed.
+    var completeRequest: ByteBuffer?
+    var retries = 0
+    /// END_STREAM queued (no more request messages) and written.
+    var requestEnded = false
+    var localEnded = false
 
     init(maxMessageBytes: Int, onMessage: @escaping (ByteBuffer) -> Bool, onClose: @escaping (GRPCStatus) -> Void) {
         self.decoder = GRPCMessageDecoder(maxMessageBytes: maxMessageBytes)
@@ -65,7 +77,8 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     private var calls: [UInt32: ClientCall] = [:]
     private var nextStreamID: UInt32 = 1
     /// Calls waiting for the server's SETTINGS_MAX_CONCURRENT_STREAMS to leave room, in order.
-    private var waitingToStart: [(ClientCall, start: (ClientCall) -> Void)] = []
+    private var waitingToStart: [ClientCall] = []
+    private var waitingHead = 0
     /// Set when the connection closed or the server sent GOAWAY: no new calls start here.
     private(set) var unusable: GRPCStatus?
     private let authority: String
@@ -88,8 +101,12 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     /// the read's end instead of once each.
     private var inReadBurst = false
 
-    init(authority: String, logger: Logger) {
+    /// Read from other threads: the connection takes no new calls (GOAWAY, stream ids used up).
+    private let health: ClientConnectionHealth
+
+    init(authority: String, health: ClientConnectionHealth, logger: Logger) {
         self.authority = authority
+        self.health = health
         self.logger = logger
     }
 
@@ -127,18 +144,26 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     // MARK: - Calls
 
     /// Opens a stream for `call`: request headers, then `message` if given (ending the request
-    /// stream when `endStream`), flushed. A deadline RSTs the stream and ends the call with
-    /// DEADLINE_EXCEEDED.
+    /// stream when `endStream`), flushed; or queues it while the server's
+    /// SETTINGS_MAX_CONCURRENT_STREAMS is reached. A deadline RSTs the stream and ends the call
+    /// with DEADLINE_EXCEEDED. On an unusable connection the call fails on the next turn of the
+    /// event loop (never inside this call).
     func start(
         _ call: ClientCall, path: String, timeout: Duration?, message: ByteBuffer?, endStream: Bool,
         metadata: [(String, String)]
     ) {
-        guard let context = self.context, self.unusable == nil, self.nextStreamID < HTTP2.maxStreamID else {
+        guard let context = self.context, self.unusable == nil else {
+            let status = self.unusable ?? GRPCStatus(.unavailable, "connection closed")
             call.closed = true
-            call.onClose(self.unusable ?? GRPCStatus(.unavailable, "connection closed"))
+            if let loop = self.context?.eventLoop {
+                loop.execute { call.onClose(status) }
+            } else {
+                call.onClose(status)
+            }
             return
         }
         if let timeout {
+            call.deadline = .now() + .nanoseconds(Self.nanoseconds(timeout))
             // The task runs on this event loop and is cancelled when the call ends.
             let bound = NIOLoopBound((self, call), eventLoop: context.eventLoop)
             call.deadlineTask = context.eventLoop.scheduleTask(in: .nanoseconds(Self.nanoseconds(timeout))) {
@@ -146,38 +171,49 @@ final class ClientConnectionHandler: ChannelInboundHandler {
                 handler.reset(call, status: GRPCStatus(.deadlineExceeded, "context deadline exceeded"))
             }
         }
-        let open: (ClientCall) -> Void = { [unowned self] call in
-            self.open(call, path: path, timeout: timeout, message: message, endStream: endStream, metadata: metadata)
+        if let message {
+            call.outbound.append(.data(self.framed(message), endStream: endStream, nil))
+            if endStream { call.completeRequest = message }
+        }
+        call.requestEnded = endStream
+        let noBody = message == nil && endStream
+        call.open = { [unowned self] call in
+            self.open(call, path: path, noBody: noBody, metadata: metadata)
         }
         if self.calls.count >= self.h2.peerMaxConcurrentStreams {
-            self.waitingToStart.append((call, open))
+            self.waitingToStart.append(call)
         } else {
-            open(call)
+            self.open(call)
         }
     }
 
-    private func open(
-        _ call: ClientCall, path: String, timeout: Duration?, message: ByteBuffer?, endStream: Bool,
-        metadata: [(String, String)]
-    ) {
+    private func open(_ call: ClientCall) {
+        call.open?(call)
+    }
+
+    private func open(_ call: ClientCall, path: String, noBody: Bool, metadata: [(String, String)]) {
         guard !call.closed else { return }
+        guard self.nextStreamID <= HTTP2.maxStreamID - 2 else {
+            // Stream ids used up: this connection takes no more calls; a new one will.
+            self.markUnusable(GRPCStatus(.unavailable, "stream ids exhausted on this connection"))
+            self.finish(call, GRPCStatus(.unavailable, "stream ids exhausted on this connection"))
+            return
+        }
         let id = self.nextStreamID
         self.nextStreamID += 2
         call.streamID = id
-        call.outbound = HTTP2OutboundStream(sendWindow: self.h2.peerInitialWindow)
+        call.outbound.sendWindow = self.h2.peerInitialWindow
         call.receiveWindow = Self.streamWindowBytes
         self.calls[id] = call
         var block = self.headerBlock(path)
-        if let timeout {
-            HPACKEncoder.appendLiteral(name: "grpc-timeout".utf8, value: Self.encodeTimeout(timeout).utf8, into: &block)
+        if let deadline = call.deadline {
+            let left = max(deadline - .now(), .nanoseconds(1))
+            HPACKEncoder.appendLiteral(name: "grpc-timeout".utf8, value: Self.encodeTimeout(.nanoseconds(left.nanoseconds)).utf8, into: &block)
         }
         for (name, value) in metadata { HPACKEncoder.appendLiteral(name: name.lowercased().utf8, value: value.utf8, into: &block) }
-        let noBody = message == nil && endStream
         HTTP2FrameEncoder.writeHeaders(streamID: id, block: block, endStream: noBody, maxFrameBytes: self.h2.peerMaxFrameBytes, into: &self.out)
-        if let message {
-            call.outbound.append(.data(self.framed(message), endStream: endStream, nil))
-            self.pump(call)
-        }
+        if noBody { call.localEnded = true }
+        self.pump(call)
         self.flush()
     }
 
@@ -200,21 +236,31 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     }
 
     /// Sends one more request message (or only ends the request stream when `message` is nil).
+    /// A call still waiting for a stream keeps them until it opens.
     func send(_ call: ClientCall, message: ByteBuffer?, endStream: Bool, promise: EventLoopPromise<Void>?) {
-        guard self.context != nil, call.streamID != nil, !call.closed else {
+        guard self.context != nil, !call.closed else {
             promise?.fail(GRPCStatus(.unavailable, "stream closed"))
             return
         }
+        guard !call.requestEnded else {
+            promise?.fail(GRPCStatus(.internal, "the request stream was already ended"))
+            return
+        }
+        call.requestEnded = endStream
+        call.completeRequest = nil  // a stream that carried more than one message is not sent again
         call.outbound.append(.data(message.map(self.framed) ?? ByteBuffer(), endStream: endStream, promise))
-        self.pump(call)
-        self.flush()
+        if call.streamID != nil {
+            self.pump(call)
+            self.flush()
+        }
     }
 
-    /// Ends `call` locally: RST_STREAM(CANCEL) to the server, `status` to the caller.
-    func reset(_ call: ClientCall, status: GRPCStatus) {
+    /// Ends `call` locally: RST_STREAM (CANCEL unless `code` says otherwise) to the server,
+    /// `status` to the caller.
+    func reset(_ call: ClientCall, status: GRPCStatus, code: HTTP2ErrorCode = .cancel) {
         guard !call.closed else { return }
         if let id = call.streamID {
-            HTTP2FrameEncoder.writeRSTStream(streamID: id, code: .cancel, into: &self.out)
+            HTTP2FrameEncoder.writeRSTStream(streamID: id, code: code, into: &self.out)
             self.flush()
         }
         self.finish(call, status)
@@ -235,18 +281,83 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         call.closed = true
         call.deadlineTask?.cancel()
         call.deadlineTask = nil
-        _ = call.outbound.dropAll(failing: status)
+        _ = call.outbound.dropAll(failing: status.code == .ok ? GRPCStatus(.unavailable, "stream closed") : status)
+        call.open = nil
         if let id = call.streamID, self.calls.removeValue(forKey: id) != nil {
             self.startWaiting()
+            self.closeIfDone()
         }
         call.onClose(status)
     }
 
     private func startWaiting() {
-        while !self.waitingToStart.isEmpty, self.calls.count < self.h2.peerMaxConcurrentStreams, self.unusable == nil {
-            let (call, open) = self.waitingToStart.removeFirst()
-            open(call)
+        while self.waitingHead < self.waitingToStart.count, self.calls.count < self.h2.peerMaxConcurrentStreams, self.unusable == nil {
+            let call = self.waitingToStart[self.waitingHead]
+            self.waitingHead += 1
+            self.open(call)
         }
+        if self.waitingHead == self.waitingToStart.count {
+            self.waitingToStart.removeAll(keepingCapacity: true)
+            self.waitingHead = 0
+        } else if self.waitingHead > 1024 && self.waitingHead * 2 > self.waitingToStart.count {
+            self.waitingToStart.removeFirst(self.waitingHead)
+            self.waitingHead = 0
+        }
+    }
+
+    /// Times a refused call is sent again, and the wait before the first retry (doubling).
+    static let maxRetries = 5
+    static let firstRetryDelay = TimeAmount.milliseconds(10)
+
+    /// The server refused the stream unprocessed (REFUSED_STREAM: it may still count streams
+    /// the client already reset, as Cairn's server does while their handlers run): a call whose
+    /// whole request was known at start is queued again after a short wait, a few times at most
+    /// and never past its deadline.
+    private func retry(_ call: ClientCall) -> Bool {
+        guard let request = call.completeRequest, call.retries < Self.maxRetries, self.unusable == nil,
+            let id = call.streamID, let context = self.context
+        else { return false }
+        let delay = Self.firstRetryDelay * Int64(1 << call.retries)
+        call.retries += 1
+        self.calls.removeValue(forKey: id)
+        call.streamID = nil
+        call.sawResponseHeaders = false
+        call.localEnded = false
+        call.uncreditedBytes = 0
+        call.waitingForConnectionWindow = false
+        call.decoder = GRPCMessageDecoder(maxMessageBytes: call.decoder.maxMessageBytes)
+        _ = call.outbound.dropAll(failing: GRPCStatus(.unavailable, "stream refused"))
+        call.outbound.append(.data(self.framed(request), endStream: true, nil))
+        self.startWaiting()  // the slot it held
+        let bound = NIOLoopBound((self, call), eventLoop: context.eventLoop)
+        context.eventLoop.scheduleTask(in: delay) {
+            let (handler, call) = bound.value
+            guard !call.closed else { return }
+            guard handler.unusable == nil else { return handler.finish(call, handler.unusable!) }
+            handler.waitingToStart.append(call)
+            handler.startWaiting()
+        }
+        return true
+    }
+
+    /// No new calls start here; the connection closes once its calls are done, so that the
+    /// next call dials a new one.
+    private func markUnusable(_ status: GRPCStatus) {
+        if self.unusable == nil {
+            self.unusable = status
+            self.health.markUnusable()
+        }
+        let waiting = self.waitingToStart[self.waitingHead...]
+        self.waitingToStart = []
+        self.waitingHead = 0
+        for call in waiting { self.finish(call, status) }
+        self.closeIfDone()
+    }
+
+    private func closeIfDone() {
+        guard self.unusable != nil, self.calls.isEmpty, let context = self.context else { return }
+        self.flush()
+        context.close(promise: nil)
     }
 
     // MARK: - Output
@@ -264,9 +375,14 @@ final class ClientConnectionHandler: ChannelInboundHandler {
                 }
                 context.write(self.wrapOutboundOut(.byteBuffer(bytes)), promise: promise)
             })
-        if case .blockedOnConnection = outcome, !call.waitingForConnectionWindow {
+        switch outcome {
+        case .blockedOnConnection where !call.waitingForConnectionWindow:
             call.waitingForConnectionWindow = true
             self.h2.waitForWindow(id)
+        case .ended:
+            call.localEnded = true
+        default:
+            break
         }
     }
 
@@ -336,8 +452,14 @@ final class ClientConnectionHandler: ChannelInboundHandler {
             let code = HTTP2ErrorCode(rawValue: payload.getInteger(at: payload.readerIndex, as: UInt32.self)!)
             let status: GRPCStatus
             switch code {
-            case .refusedStream: status = GRPCStatus(.unavailable, "stream refused by server")
+            case .refusedStream:
+                if self.retry(call) { return }
+                status = GRPCStatus(.unavailable, "stream refused by server")
             case .cancel: status = GRPCStatus(.cancelled, "stream cancelled by server")
+            case .enhanceYourCalm, .flowControlError:
+                status = GRPCStatus(.resourceExhausted, "stream terminated by RST_STREAM with error code: \(code)")
+            case .inadequateSecurity:
+                status = GRPCStatus(.permissionDenied, "stream terminated by RST_STREAM with error code: \(code)")
             default: status = GRPCStatus(.internal, "stream terminated by RST_STREAM with error code: \(code)")
             }
             self.finish(call, status)
@@ -353,13 +475,10 @@ final class ClientConnectionHandler: ChannelInboundHandler {
             guard h.streamID == 0, h.length >= 8 else { throw HTTP2ConnectionError(.protocolError, "malformed GOAWAY") }
             let last = payload.getInteger(at: payload.readerIndex, as: UInt32.self)! & HTTP2.maxStreamID
             let code = HTTP2ErrorCode(rawValue: payload.getInteger(at: payload.readerIndex + 4, as: UInt32.self)!)
-            if self.unusable == nil { self.unusable = GRPCStatus(.unavailable, "server sent GOAWAY (\(code))") }
             for (id, call) in self.calls where id > last {
                 self.finish(call, GRPCStatus(.unavailable, "stream refused by GOAWAY"))
             }
-            let waiting = self.waitingToStart
-            self.waitingToStart = []
-            for (call, _) in waiting { self.finish(call, GRPCStatus(.unavailable, "stream refused by GOAWAY")) }
+            self.markUnusable(GRPCStatus(.unavailable, "server sent GOAWAY (\(code))"))
         case HTTP2.FrameType.windowUpdate:
             guard h.length == 4 else { throw HTTP2ConnectionError(.frameSizeError, "WINDOW_UPDATE of \(h.length) bytes") }
             let increment = Int(payload.getInteger(at: payload.readerIndex, as: UInt32.self)! & 0x7fff_ffff)
@@ -368,7 +487,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
                 self.pumpConnectionBlocked()
             } else if let call = self.calls[h.streamID] {
                 guard increment > 0, call.outbound.sendWindow + increment <= HTTP2.maxWindowBytes else {
-                    return self.reset(call, status: GRPCStatus(.internal, "bad WINDOW_UPDATE from server"))
+                    return self.reset(call, status: GRPCStatus(.internal, "bad WINDOW_UPDATE from server"), code: .flowControlError)
                 }
                 call.outbound.sendWindow += increment
                 self.pump(call)
@@ -386,9 +505,14 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         guard h.streamID == 0 else { throw HTTP2ConnectionError(.protocolError, "SETTINGS on a stream") }
         if h.has(HTTP2.Flags.ack) { return }
         try self.h2.countControlFrame()
-        let delta = try self.h2.applySettings(payload)
+        let delta = try self.h2.applySettings(payload, fromServer: true)
         if delta != 0 {
-            for call in self.calls.values { call.outbound.sendWindow += delta }
+            for call in self.calls.values {
+                call.outbound.sendWindow += delta
+                guard call.outbound.sendWindow <= HTTP2.maxWindowBytes else {
+                    throw HTTP2ConnectionError(.flowControlError, "stream window overflows")
+                }
+            }
             if delta > 0 { for call in Array(self.calls.values) { self.pump(call) } }
         }
         HTTP2FrameEncoder.writeSettingsAck(into: &self.out)
@@ -410,6 +534,15 @@ final class ClientConnectionHandler: ChannelInboundHandler {
             if !endStream { return }
         }
         // Trailers (or trailers-only): the call's status.
+        guard endStream else {
+            // Trailers must end the stream; stop it.
+            self.reset(call, status: GRPCStatus(.internal, "server sent trailers without ending the stream"), code: .protocolError)
+            return
+        }
+        if !call.localEnded, let id = call.streamID {
+            // The server answered before the request ended: tell it to stop reading (as grpc-go).
+            HTTP2FrameEncoder.writeRSTStream(streamID: id, code: .noError, into: &self.out)
+        }
         guard let code = fields.firstValue("grpc-status".utf8).flatMap({ Int(String(decoding: $0, as: UTF8.self)) }) else {
             self.finish(call, GRPCStatus(.internal, "server closed the stream without sending trailers"))
             return
@@ -417,11 +550,6 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         let message = fields.firstValue("grpc-message".utf8).map { GRPCMessageEncoding.percentDecode(String(decoding: $0, as: UTF8.self)) } ?? ""
         if call.decoder.hasPartialMessage, code == 0 {
             self.finish(call, GRPCStatus(.internal, "server closed the stream inside a message"))
-            return
-        }
-        if !endStream {
-            // Trailers must end the stream; stop it.
-            self.reset(call, status: GRPCStatus(.internal, "server sent trailers without ending the stream"))
             return
         }
         self.finish(call, GRPCStatus(GRPCStatusCode(rawValue: code), message))
@@ -434,7 +562,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         try self.h2.receivedData(length: n, into: &self.out)
         guard let call = self.calls[h.streamID] else { return }  // ended or reset: late data
         guard n <= call.receiveWindow else {
-            return self.reset(call, status: GRPCStatus(.internal, "server sent beyond the stream's window"))
+            return self.reset(call, status: GRPCStatus(.internal, "server sent beyond the stream's window"), code: .flowControlError)
         }
         call.receiveWindow -= n
         guard let bytes = http2Unpad(payload, flags: h.flags) else { throw HTTP2ConnectionError(.protocolError, "bad DATA padding") }
@@ -449,7 +577,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         }
         if call.closed { return }
         if h.has(HTTP2.Flags.endStream) {
-            self.finish(call, GRPCStatus(.internal, "server closed the stream without sending trailers"))
+            self.reset(call, status: GRPCStatus(.internal, "server closed the stream without sending trailers"), code: .noError)
             return
         }
         call.uncreditedBytes += n
@@ -487,10 +615,14 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     }
 
     private func failAll(_ status: GRPCStatus) {
-        if self.unusable == nil { self.unusable = status }
-        let waiting = self.waitingToStart
+        if self.unusable == nil {
+            self.unusable = status
+            self.health.markUnusable()
+        }
+        let waiting = self.waitingToStart[self.waitingHead...]
         self.waitingToStart = []
-        for (call, _) in waiting { self.finish(call, status) }
+        self.waitingHead = 0
+        for call in waiting { self.finish(call, status) }
         for call in Array(self.calls.values) { self.finish(call, status) }
     }
 
@@ -522,4 +654,11 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         default: return .unknown
         }
     }
+}
+
+/// Whether a connection still takes new calls, readable from any thread (the event loop sets it).
+final class ClientConnectionHealth: Sendable {
+    private let unusable = Atomic<Bool>(false)
+    var isUsable: Bool { !self.unusable.load(ordering: .acquiring) }
+    func markUnusable() { self.unusable.store(true, ordering: .releasing) }
 }

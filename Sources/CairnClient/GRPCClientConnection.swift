@@ -43,11 +43,16 @@ public final class GRPCClientConnection: Sendable {
     let channel: any Channel
     let handler: NIOLoopBound<ClientConnectionHandler>
     let maxMessageBytes: Int
+    private let health: ClientConnectionHealth
 
-    private init(endpoint: Endpoint, channel: any Channel, handler: NIOLoopBound<ClientConnectionHandler>, maxMessageBytes: Int) {
+    private init(
+        endpoint: Endpoint, channel: any Channel, handler: NIOLoopBound<ClientConnectionHandler>, health: ClientConnectionHealth,
+        maxMessageBytes: Int
+    ) {
         self.endpoint = endpoint
         self.channel = channel
         self.handler = handler
+        self.health = health
         self.maxMessageBytes = maxMessageBytes
     }
 
@@ -57,12 +62,14 @@ public final class GRPCClientConnection: Sendable {
         to endpoint: Endpoint, group: any EventLoopGroup, dialTimeout: Duration, maxMessageBytes: Int, logger: Logger
     ) -> EventLoopFuture<GRPCClientConnection> {
         let authority = endpoint.description
+        let health = ClientConnectionHealth()
         return ClientBootstrap(group: group)
             .connectTimeout(.nanoseconds(ClientConnectionHandler.nanoseconds(dialTimeout)))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ClientConnectionHandler(authority: authority, logger: logger))
+                    try channel.pipeline.syncOperations.addHandler(
+                        ClientConnectionHandler(authority: authority, health: health, logger: logger))
                 }
             }
             .connect(host: endpoint.host, port: endpoint.port)
@@ -70,12 +77,13 @@ public final class GRPCClientConnection: Sendable {
                 let handler = try channel.pipeline.syncOperations.handler(type: ClientConnectionHandler.self)
                 return GRPCClientConnection(
                     endpoint: endpoint, channel: channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop),
-                    maxMessageBytes: maxMessageBytes)
+                    health: health, maxMessageBytes: maxMessageBytes)
             }
     }
 
-    /// False once the connection closed; calls then fail with UNAVAILABLE.
-    public var isActive: Bool { self.channel.isActive }
+    /// False once the connection closed or takes no new calls (the server sent GOAWAY, or its
+    /// stream ids are used up); calls then fail with UNAVAILABLE, and `EtcdClient` dials anew.
+    public var isActive: Bool { self.channel.isActive && self.health.isUsable }
 
     public func close() async {
         try? await self.channel.close()
@@ -87,8 +95,11 @@ public final class GRPCClientConnection: Sendable {
         let handler = self.handler
         let promise = el.makePromise(of: ByteBuffer.self)
         let box = NIOLoopBoundBox.makeEmptyBox(valueType: ClientCall.self, eventLoop: el)
+        // Set by a cancellation that comes before the call started on the event loop.
+        let cancelled = NIOLoopBoundBox.makeBoxSendingValue(false, as: Bool.self, eventLoop: el)
         return try await withTaskCancellationHandler {
             el.execute {
+                if cancelled.value { return promise.fail(GRPCStatus(.cancelled, "context canceled")) }
                 box.value = self.startUnary(path: path, request: request, timeout: timeout) { result in
                     promise.completeWith(result.mapError { $0 })
                 }
@@ -96,6 +107,7 @@ public final class GRPCClientConnection: Sendable {
             return try await promise.futureResult.get()
         } onCancel: {
             el.execute {
+                cancelled.value = true
                 if let call = box.value { handler.value.reset(call, status: GRPCStatus(.cancelled, "context canceled")) }
             }
         }

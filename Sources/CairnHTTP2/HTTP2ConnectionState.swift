@@ -75,7 +75,8 @@ public struct HTTP2ConnectionState {
 
     /// Applies a (non-ACK) SETTINGS frame's payload. Returns by how much every stream's send
     /// window changes (SETTINGS_INITIAL_WINDOW_SIZE, the last value in the frame counting).
-    public mutating func applySettings(_ payload: ByteBuffer) throws(HTTP2ConnectionError) -> Int {
+    /// `fromServer`: the peer is the server, which must never enable push (RFC 9113 §6.5.2).
+    public mutating func applySettings(_ payload: ByteBuffer, fromServer: Bool = false) throws(HTTP2ConnectionError) -> Int {
         guard payload.readableBytes % 6 == 0 else {
             throw HTTP2ConnectionError(.frameSizeError, "SETTINGS of \(payload.readableBytes) bytes")
         }
@@ -84,7 +85,9 @@ public struct HTTP2ConnectionState {
         while let id = p.readInteger(as: UInt16.self), let value = p.readInteger(as: UInt32.self) {
             switch id {
             case HTTP2.Setting.enablePush:
-                guard value <= 1 else { throw HTTP2ConnectionError(.protocolError, "SETTINGS_ENABLE_PUSH \(value)") }
+                guard value <= 1, !(fromServer && value != 0) else {
+                    throw HTTP2ConnectionError(.protocolError, "SETTINGS_ENABLE_PUSH \(value)")
+                }
             case HTTP2.Setting.initialWindowSize:
                 guard value <= UInt32(HTTP2.maxWindowBytes) else {
                     throw HTTP2ConnectionError(.flowControlError, "SETTINGS_INITIAL_WINDOW_SIZE \(value)")

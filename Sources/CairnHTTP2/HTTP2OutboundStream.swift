@@ -65,11 +65,13 @@ public struct HTTP2OutboundStream {
                 HTTP2FrameEncoder.writeHeaders(streamID: streamID, block: block, endStream: true, maxFrameBytes: maxFrameBytes, into: &out)
                 return (.ended, sent)
             case .data(var bytes, let endStream, let promise):
-                let n = min(bytes.readableBytes, self.sendWindow, connectionWindow, maxFrameBytes)
+                // An empty frame (END_STREAM alone) needs no window, even a negative one (a
+                // smaller SETTINGS_INITIAL_WINDOW_SIZE can push a window below zero).
+                let n = bytes.readableBytes == 0 ? 0 : min(bytes.readableBytes, self.sendWindow, connectionWindow, maxFrameBytes)
                 if n <= 0 && bytes.readableBytes > 0 {
                     return (self.sendWindow <= 0 ? .blockedOnStream : .blockedOnConnection, sent)
                 }
-                let chunk = bytes.readSlice(length: max(0, n))!
+                let chunk = bytes.readSlice(length: n)!
                 self.sendWindow -= n
                 connectionWindow -= n
                 self.queuedBytes -= n

@@ -131,7 +131,7 @@ public struct HTTP2Setting: Sendable, Equatable {
 /// Writes frames into a `ByteBuffer`.
 public enum HTTP2FrameEncoder {
     public static func writeHeader(_ h: HTTP2FrameHeader, into out: inout ByteBuffer) {
-        precondition(h.length <= HTTP2.maxAllowedFrameBytes && h.streamID <= HTTP2.maxStreamID)
+        precondition(h.length >= 0 && h.length <= HTTP2.maxAllowedFrameBytes && h.streamID <= HTTP2.maxStreamID)
         out.writeInteger(UInt8(truncatingIfNeeded: h.length >> 16))
         out.writeInteger(UInt16(truncatingIfNeeded: h.length))
         out.writeInteger(h.type)

@@ -136,3 +136,51 @@ private func decode(_ d: inout HPACKDecoder, _ hex: String) throws -> [[String]]
         #expect(frames.map(\.flags) == [HTTP2.Flags.endStream, 0, HTTP2.Flags.endHeaders])
     }
 }
+
+@Suite struct HTTP2OutboundStreamTests {
+    /// An END_STREAM with no payload needs no window: it goes even when the stream's window is
+    /// negative (a smaller SETTINGS_INITIAL_WINDOW_SIZE can put it there), as a 0-byte frame.
+    @Test func anEmptyEndOfStreamGoesWithANegativeWindow() throws {
+        var stream = HTTP2OutboundStream(sendWindow: -10)
+        stream.append(.data(ByteBuffer(), endStream: true, nil))
+        var connection = 100
+        var out = ByteBuffer()
+        let (outcome, sent) = stream.pump(
+            streamID: 3, connectionWindow: &connection, maxFrameBytes: 16_384, copyLimit: 16_384, into: &out,
+            flushOut: { _, _ in }, writeDirect: { _, _ in })
+        guard case .ended = outcome else { Issue.record("expected the stream to end, got \(outcome)"); return }
+        #expect(sent == 0)
+        #expect(connection == 100 && stream.sendWindow == -10, "no window taken")
+        var r = HTTP2FrameReader()
+        r.append(out)
+        let f = try #require(try r.next())
+        #expect(f.header == HTTP2FrameHeader(length: 0, type: HTTP2.FrameType.data, flags: HTTP2.Flags.endStream, streamID: 3))
+    }
+
+    /// Data waits for window, is cut to the peer's frame size, and the trailers wait behind it.
+    @Test func dataIsCutToWindowsAndFrameSize() throws {
+        var stream = HTTP2OutboundStream(sendWindow: 25_000)
+        var payload = ByteBuffer()
+        payload.writeBytes([UInt8](repeating: 1, count: 40_000))
+        stream.append(.data(payload, endStream: false, nil))
+        stream.append(.headers(ByteBuffer(bytes: [0x88])))
+        var connection = 1_000_000
+        var out = ByteBuffer()
+        let pump = { (s: inout HTTP2OutboundStream, c: inout Int, o: inout ByteBuffer) in
+            s.pump(streamID: 1, connectionWindow: &c, maxFrameBytes: 16_384, copyLimit: 1 << 20, into: &o, flushOut: { _, _ in }, writeDirect: { _, _ in })
+        }
+        var result = pump(&stream, &connection, &out)
+        guard case .blockedOnStream = result.outcome else { Issue.record("\(result.outcome)"); return }
+        #expect(result.sent == 25_000)
+        stream.sendWindow += 100_000
+        result = pump(&stream, &connection, &out)
+        guard case .ended = result.outcome else { Issue.record("\(result.outcome)"); return }
+        var r = HTTP2FrameReader()
+        r.append(out)
+        var frames: [HTTP2FrameHeader] = []
+        while let f = try r.next() { frames.append(f.header) }
+        #expect(frames.map(\.length) == [16_384, 8_616, 15_000, 1])
+        #expect(frames.last?.type == HTTP2.FrameType.headers)
+        #expect(frames.last?.flags == HTTP2.Flags.endHeaders | HTTP2.Flags.endStream)
+    }
+}
