@@ -615,14 +615,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     }
 
     private func failAll(_ status: GRPCStatus) {
-        if self.unusable == nil {
-            self.unusable = status
-            self.health.markUnusable()
-        }
-        let waiting = self.waitingToStart[self.waitingHead...]
-        self.waitingToStart = []
-        self.waitingHead = 0
-        for call in waiting { self.finish(call, status) }
+        self.markUnusable(status)
         for call in Array(self.calls.values) { self.finish(call, status) }
     }
 
