@@ -27,4 +27,7 @@ echo "compatibility suite: etcd and cairn transcripts equal, etcdctl and cairnct
 # etcd snapshot files both ways (issue 7): etcd -> cairnctl snapshot restore -> cairn ->
 # etcdctl snapshot save/status/restore -> etcd, identical answers; and the refusals.
 python3 Tests/snapshot/interop.py "$bin/cairn" "$bin/cairnctl"
+# Another HTTP/2 and gRPC implementation than grpc-go and NIOHTTP2: Python grpcio (C-core),
+# installed into .build/pydeps from PyPI when missing, against cairn and etcd alike.
+python3 Tests/clients/grpcio_check.py "$bin/cairn"
 echo "${passed} passed, 0 failed"

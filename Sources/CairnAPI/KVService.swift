@@ -113,12 +113,17 @@ public enum KVService {
         }
     }
 
-    /// Decodes a request message, failing as grpc-go does when it is malformed.
+    /// Decodes a request message, failing as etcd does when it is malformed: with the words of
+    /// etcd's Go decoder (`GoUnmarshal`, which also refuses a field of the wrong wire type, where
+    /// swift-protobuf would keep it as an unknown field), else with swift-protobuf's.
     public static func decode<M: SwiftProtobuf.Message>(_: M.Type, _ buffer: ByteBuffer) throws(GRPCStatus) -> M {
+        if let reason = GoUnmarshal.error(in: buffer.readableBytesView, message: M.protoMessageName) {
+            throw KVStatus.unmarshalError(reason)
+        }
         do {
             return try M(serializedBytes: [UInt8](buffer.readableBytesView))
         } catch {
-            throw KVStatus.unmarshalError(error)
+            throw KVStatus.unmarshalError("\(error)")
         }
     }
 

@@ -65,7 +65,8 @@ public enum KVStatus {
     }
 
     /// grpc-go's status for a request message that does not decode (`server.go`: codes.Internal).
-    public static func unmarshalError(_ error: any Error) -> GRPCStatus {
-        GRPCStatus(.internal, "grpc: error unmarshalling request: \(error)")
+    /// etcd's answer to a request that does not decode.
+    public static func unmarshalError(_ reason: String) -> GRPCStatus {
+        GRPCStatus(.internal, "grpc: error unmarshalling request: \(reason)")
     }
 }

@@ -234,8 +234,80 @@ func rangeReq(_ k: String, end: String = "", revision: Int64 = 0) -> Etcdserverp
         // Field 1 (key), length-delimited, claims 10 bytes but has 1.
         let r = try await h.raw("Put", [0x0A, 0x0A, 0x41])
         #expect(r.grpcStatus == GRPCStatusCode.internal.rawValue)
-        #expect(r.grpcMessage?.hasPrefix("grpc: error unmarshalling request: ") == true)
+        #expect(r.grpcMessage == "grpc: error unmarshalling request: unexpected EOF")
+        // A known field of the wrong wire type: swift-protobuf would keep it as unknown.
+        let wrongType = try await h.raw("Put", [0x08, 0x01])
+        #expect(wrongType.grpcMessage == "grpc: error unmarshalling request: proto: wrong wireType = 0 for field Key")
         try await h.stop()
+    }
+
+    /// What etcd 3.4.23 answered to these bytes (recorded with Python grpcio against it; nil:
+    /// it decoded them): the Go decoder's words for every malformed one.
+    static let etcdUnmarshalAnswers: [(String, String, String?)] = [
+        ("PutRequest", "ffffff", "unexpected EOF"),
+        ("PutRequest", "0a056162", "unexpected EOF"),
+        ("PutRequest", "00", "proto: PutRequest: illegal tag 0 (wire type 0)"),
+        ("PutRequest", "0c", "proto: PutRequest: wiretype end group for non-group"),
+        ("PutRequest", "0f", "proto: wrong wireType = 7 for field Key"),
+        ("PutRequest", "0801", "proto: wrong wireType = 0 for field Key"),
+        ("PutRequest", "0affffffffffffffffff01", "proto: negative length found during unmarshaling"),
+        ("PutRequest", "12036162630a", "unexpected EOF"),
+        ("PutRequest", "0b0c", "proto: wrong wireType = 3 for field Key"),
+        ("PutRequest", "8080808080808080808001", "proto: integer overflow"),
+        ("PutRequest", "42026162", nil),
+        ("PutRequest", "48ff", "unexpected EOF"),
+        ("PutRequest", "1a0178", "proto: wrong wireType = 2 for field Lease"),
+        ("RangeRequest", "ffffff", "unexpected EOF"),
+        ("RangeRequest", "0a056162", "unexpected EOF"),
+        ("RangeRequest", "00", "proto: RangeRequest: illegal tag 0 (wire type 0)"),
+        ("RangeRequest", "0c", "proto: RangeRequest: wiretype end group for non-group"),
+        ("RangeRequest", "0f", "proto: wrong wireType = 7 for field Key"),
+        ("RangeRequest", "0801", "proto: wrong wireType = 0 for field Key"),
+        ("RangeRequest", "0affffffffffffffffff01", "proto: negative length found during unmarshaling"),
+        ("RangeRequest", "12036162630a", "unexpected EOF"),
+        ("RangeRequest", "0b0c", "proto: wrong wireType = 3 for field Key"),
+        ("RangeRequest", "8080808080808080808001", "proto: integer overflow"),
+        ("RangeRequest", "42026162", "proto: wrong wireType = 2 for field KeysOnly"),
+        ("RangeRequest", "48ff", "unexpected EOF"),
+        ("RangeRequest", "1a0178", "proto: wrong wireType = 2 for field Limit"),
+        ("DeleteRangeRequest", "ffffff", "unexpected EOF"),
+        ("DeleteRangeRequest", "0a056162", "unexpected EOF"),
+        ("DeleteRangeRequest", "00", "proto: DeleteRangeRequest: illegal tag 0 (wire type 0)"),
+        ("DeleteRangeRequest", "0c", "proto: DeleteRangeRequest: wiretype end group for non-group"),
+        ("DeleteRangeRequest", "0f", "proto: wrong wireType = 7 for field Key"),
+        ("DeleteRangeRequest", "0801", "proto: wrong wireType = 0 for field Key"),
+        ("DeleteRangeRequest", "0affffffffffffffffff01", "proto: negative length found during unmarshaling"),
+        ("DeleteRangeRequest", "12036162630a", "unexpected EOF"),
+        ("DeleteRangeRequest", "0b0c", "proto: wrong wireType = 3 for field Key"),
+        ("DeleteRangeRequest", "8080808080808080808001", "proto: integer overflow"),
+        ("DeleteRangeRequest", "42026162", nil),
+        ("DeleteRangeRequest", "48ff", "unexpected EOF"),
+        ("DeleteRangeRequest", "1a0178", "proto: wrong wireType = 2 for field PrevKv"),
+        ("TxnRequest", "ffffff", "unexpected EOF"),
+        ("TxnRequest", "0a056162", "unexpected EOF"),
+        ("TxnRequest", "00", "proto: TxnRequest: illegal tag 0 (wire type 0)"),
+        ("TxnRequest", "0c", "proto: TxnRequest: wiretype end group for non-group"),
+        ("TxnRequest", "0f", "proto: wrong wireType = 7 for field Compare"),
+        ("TxnRequest", "0801", "proto: wrong wireType = 0 for field Compare"),
+        ("TxnRequest", "0affffffffffffffffff01", "proto: negative length found during unmarshaling"),
+        ("TxnRequest", "12036162630a", "unexpected EOF"),
+        ("TxnRequest", "0b0c", "proto: wrong wireType = 3 for field Compare"),
+        ("TxnRequest", "8080808080808080808001", "proto: integer overflow"),
+        ("TxnRequest", "42026162", nil),
+        ("TxnRequest", "48ff", "unexpected EOF"),
+        ("TxnRequest", "1a0178", "unexpected EOF"),
+    ]
+
+    @Test func malformedMessagesGetEtcdsWords() {
+        for (message, hex, expected) in Self.etcdUnmarshalAnswers {
+            var bytes: [UInt8] = []
+            var chars = Array(hex.utf8)[...]
+            while chars.count >= 2 {
+                bytes.append(UInt8(String(decoding: chars.prefix(2), as: UTF8.self), radix: 16)!)
+                chars = chars.dropFirst(2)
+            }
+            #expect(GoUnmarshal.error(in: bytes, message: "etcdserverpb." + message) == expected, "\(message) \(hex)")
+        }
     }
 
     @Test func requestTooLarge() async throws {
