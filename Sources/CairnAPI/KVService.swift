@@ -117,7 +117,7 @@ public enum KVService {
     /// etcd's Go decoder (`GoUnmarshal`, which also refuses a field of the wrong wire type, where
     /// swift-protobuf would keep it as an unknown field), else with swift-protobuf's.
     public static func decode<M: SwiftProtobuf.Message>(_: M.Type, _ buffer: ByteBuffer) throws(GRPCStatus) -> M {
-        if let reason = GoUnmarshal.error(in: buffer.readableBytesView, message: M.protoMessageName) {
+        if let reason = buffer.withUnsafeReadableBytes({ GoUnmarshal.error(in: $0, message: M.protoMessageName) }) {
             throw KVStatus.unmarshalError(reason)
         }
         do {

@@ -27,7 +27,6 @@ final class ClientCall {
     var deadlineTask: Scheduled<Void>?
     /// Request frames waiting for the server's windows.
     var outbound = HTTP2OutboundStream(sendWindow: 0)
-    var waitingForConnectionWindow = false
     /// What the server may still send on this stream.
     var receiveWindow = 0
     /// When the call's deadline passes (sent as the time left when the stream opens).
@@ -109,8 +108,6 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         self.health = health
         self.logger = logger
     }
-
-    var activeCalls: Int { self.calls.count }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
@@ -324,7 +321,6 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         call.sawResponseHeaders = false
         call.localEnded = false
         call.uncreditedBytes = 0
-        call.waitingForConnectionWindow = false
         call.decoder = GRPCMessageDecoder(maxMessageBytes: call.decoder.maxMessageBytes)
         _ = call.outbound.dropAll(failing: GRPCStatus(.unavailable, "stream refused"))
         call.outbound.append(.data(self.framed(request), endStream: true, nil))
@@ -376,8 +372,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
                 context.write(self.wrapOutboundOut(.byteBuffer(bytes)), promise: promise)
             })
         switch outcome {
-        case .blockedOnConnection where !call.waitingForConnectionWindow:
-            call.waitingForConnectionWindow = true
+        case .blockedOnConnection:
             self.h2.waitForWindow(id)
         case .ended:
             call.localEnded = true
@@ -387,11 +382,8 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     }
 
     private func pumpConnectionBlocked() {
-        while let id = self.h2.nextWaiting() {
-            guard let call = self.calls[id] else { continue }
-            call.waitingForConnectionWindow = false
-            self.pump(call)
-            if call.waitingForConnectionWindow { break }
+        for id in self.h2.takeWaiting() {
+            if let call = self.calls[id] { self.pump(call) }
         }
     }
 

@@ -105,8 +105,6 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
         var receivedUncredited = 0
         /// What waits for window, and the stream's send window.
         var outbound: HTTP2OutboundStream
-        /// Waiting for connection window (listed in `h2`).
-        var waitingForConnectionWindow = false
         /// The unary handler is running (dispatched, not yet completed).
         var running = false
         /// Request bytes held: a partial message in `decoder`, or `unaryRequest`.
@@ -315,7 +313,7 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
         case HTTP2.FrameType.goAway:
             guard h.streamID == 0 else { throw HTTP2ConnectionError(.protocolError, "GOAWAY on stream \(h.streamID)") }
             guard h.length >= 8 else { throw HTTP2ConnectionError(.frameSizeError, "GOAWAY of \(h.length) bytes") }
-        // The client is leaving; its streams in flight still get their answers.
+            // The client is leaving; its streams in flight still get their answers.
         case HTTP2.FrameType.windowUpdate:
             try self.h2.countControlFrame()
             try self.windowUpdate(h, payload)
@@ -410,8 +408,7 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
     private func data(_ h: HTTP2FrameHeader, _ payload: ByteBuffer) throws(HTTP2ConnectionError) {
         guard h.streamID != 0 else { throw HTTP2ConnectionError(.protocolError, "DATA on stream 0") }
         let flowBytes = h.length
-        try self.h2.receivedData(length: flowBytes, into: &self.out)
-        self.needsFlush = true
+        if try self.h2.receivedData(length: flowBytes, into: &self.out) { self.needsFlush = true }
         if flowBytes == 0 && !h.has(HTTP2.Flags.endStream) { try self.h2.countControlFrame() }
         guard let s = self.streams[h.streamID] else {
             guard h.streamID <= self.lastClientStreamID else {
@@ -536,7 +533,8 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
     private func remoteEnded(_ s: Stream) {
         guard !s.remoteClosed else { return }
         s.remoteClosed = true
-        guard !s.finished else { return self.removeIfDone(s) }
+        // A finished call's stream leaves the table when its trailers do.
+        guard !s.finished else { return }
         if s.decoder.hasPartialMessage {
             return self.finish(s, status: GRPCStatus(.internal, "grpc: stream ended inside a message"))
         }
@@ -624,7 +622,8 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
             s.outbound.append(.data(framed, endStream: false, promise))
             self.pendingOutboundBytes += framed.readableBytes
         } else {
-            // A large message is not copied: its prefix and the message go as separate pieces.
+            // A large message is not copied whole into a framed buffer first: its prefix and the
+            // message go as separate pieces, and only the frames cut from them are copied out.
             var prefix = ByteBuffer()
             prefix.writeInteger(UInt8(0))
             prefix.writeInteger(UInt32(message.readableBytes))
@@ -659,21 +658,15 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
         case .ended:
             self.trailersSent(s)
         case .blockedOnConnection:
-            if !s.waitingForConnectionWindow {
-                s.waitingForConnectionWindow = true
-                self.h2.waitForWindow(s.id)
-            }
+            self.h2.waitForWindow(s.id)
         case .drained, .blockedOnStream:
             break
         }
     }
 
     private func pumpConnectionBlocked() {
-        while let id = self.h2.nextWaiting() {
-            guard let s = self.streams[id] else { continue }
-            s.waitingForConnectionWindow = false
-            self.pump(s)
-            if s.waitingForConnectionWindow { break }
+        for id in self.h2.takeWaiting() {
+            if let s = self.streams[id] { self.pump(s) }
         }
         self.flushIfOutsideReadCycle()
     }
@@ -707,10 +700,6 @@ public final class GRPCConnectionHandler: ChannelInboundHandler {
         s.timeout = nil
         self.forget(s)
         self.succeedDrainIfIdle()
-    }
-
-    private func removeIfDone(_ s: Stream) {
-        if s.finished && s.outbound.isEmpty { self.forget(s) }
     }
 
     /// Removes `s` from the table and from the connection's byte counts.

@@ -1,3 +1,4 @@
+import CairnHTTP2
 import NIOCore
 
 /// Incremental decoder of gRPC length-prefixed messages (1-byte compressed flag + 4-byte big-endian length).
@@ -8,43 +9,32 @@ import NIOCore
 public struct GRPCMessageDecoder: Sendable {
     /// The largest accepted message payload (excluding the 5-byte prefix).
     public let maxMessageBytes: Int
-    private var buffer: ByteBuffer?
+    private var received = ReceiveBuffer()
 
     public init(maxMessageBytes: Int) {
         self.maxMessageBytes = maxMessageBytes
     }
 
     /// True when bytes of an incomplete message are buffered.
-    public var hasPartialMessage: Bool { (self.buffer?.readableBytes ?? 0) > 0 }
+    public var hasPartialMessage: Bool { self.received.readableBytes > 0 }
 
     /// Appends received DATA frame bytes.
-    public mutating func append(_ data: ByteBuffer) {
-        if var existing = self.buffer, existing.readableBytes > 0 {
-            self.buffer = nil  // drop our reference first so the write below does not copy-on-write
-            // Drop the messages already returned, so the storage holds at most one partial
-            // message plus what just arrived, however the sender cuts its frames.
-            if existing.readerIndex > 0 { existing.discardReadBytes() }
-            existing.writeImmutableBuffer(data)
-            self.buffer = existing
-        } else {
-            self.buffer = data
-        }
-    }
+    public mutating func append(_ data: ByteBuffer) { self.received.append(data) }
 
     /// Bytes of an unfinished message held (and of messages not yet taken with `next`).
-    public var bufferedBytes: Int { self.buffer?.readableBytes ?? 0 }
+    public var bufferedBytes: Int { self.received.readableBytes }
 
     /// Bytes of storage held (tests).
-    public var storageBytes: Int { self.buffer?.capacity ?? 0 }
+    public var storageBytes: Int { self.received.storageBytes }
 
     /// Returns the next complete message, `nil` if more bytes are needed, or throws a `GRPCStatus`.
     ///
     /// A set compressed flag throws `INTERNAL` (no compression is ever negotiated by this server);
     /// an oversized length throws `RESOURCE_EXHAUSTED`.
     public mutating func next() throws(GRPCStatus) -> ByteBuffer? {
-        guard var buf = self.buffer, buf.readableBytes >= 5 else { return nil }
-        let flag = buf.getInteger(at: buf.readerIndex, as: UInt8.self)!
-        let length = Int(buf.getInteger(at: buf.readerIndex + 1, as: UInt32.self)!)
+        guard self.received.readableBytes >= 5 else { return nil }
+        let flag = self.received.integer(at: 0, as: UInt8.self)!
+        let length = Int(self.received.integer(at: 1, as: UInt32.self)!)
         if flag != 0 {
             throw GRPCStatus(.internal, "grpc: compressed flag set with identity or empty encoding")
         }
@@ -53,12 +43,9 @@ public struct GRPCMessageDecoder: Sendable {
                 .resourceExhausted,
                 "grpc: received message larger than max (\(length) vs. \(self.maxMessageBytes))")
         }
-        guard buf.readableBytes >= 5 + length else { return nil }
-        self.buffer = nil
-        buf.moveReaderIndex(forwardBy: 5)
-        let message = buf.readSlice(length: length)!
-        if buf.readableBytes > 0 { self.buffer = buf }
-        return message
+        guard var framed = self.received.take(5 + length) else { return nil }
+        framed.moveReaderIndex(forwardBy: 5)
+        return framed
     }
 }
 

@@ -14,8 +14,9 @@ public struct HTTP2ConnectionState {
     public private(set) var receiveWindow = HTTP2.defaultWindowBytes
     /// The connection window we keep crediting back to (raised from 65,535 at start).
     public let receiveWindowTarget: Int
-    /// Streams with data held back by the connection's send window, oldest first.
+    /// Streams with data held back by the connection's send window, oldest first (each once).
     private var blocked: [UInt32] = []
+    private var blockedSet: Set<UInt32> = []
     private var continuation: (streamID: UInt32, block: ByteBuffer, endStream: Bool)?
     private let maxHeaderBlockBytes: Int
     private let maxControlFrames: Int
@@ -52,16 +53,17 @@ public struct HTTP2ConnectionState {
     }
 
     /// DATA of `length` bytes (padding included) arrived: charges the connection window and,
-    /// once half of it is used, writes the WINDOW_UPDATE that restores it.
-    public mutating func receivedData(length: Int, into out: inout ByteBuffer) throws(HTTP2ConnectionError) {
+    /// once half of it is used, writes the WINDOW_UPDATE that restores it (returns true then).
+    @discardableResult
+    public mutating func receivedData(length: Int, into out: inout ByteBuffer) throws(HTTP2ConnectionError) -> Bool {
         guard length <= self.receiveWindow else {
             throw HTTP2ConnectionError(.flowControlError, "DATA beyond the connection window")
         }
         self.receiveWindow -= length
-        if self.receiveWindow <= self.receiveWindowTarget / 2 {
-            HTTP2FrameEncoder.writeWindowUpdate(streamID: 0, increment: self.receiveWindowTarget - self.receiveWindow, into: &out)
-            self.receiveWindow = self.receiveWindowTarget
-        }
+        guard self.receiveWindow <= self.receiveWindowTarget / 2 else { return false }
+        HTTP2FrameEncoder.writeWindowUpdate(streamID: 0, increment: self.receiveWindowTarget - self.receiveWindow, into: &out)
+        self.receiveWindow = self.receiveWindowTarget
+        return true
     }
 
     /// A connection WINDOW_UPDATE.
@@ -138,18 +140,26 @@ public struct HTTP2ConnectionState {
     /// A header block is open: the next frame must be its CONTINUATION.
     public var expectsContinuation: Bool { self.continuation != nil }
 
-    /// Notes that `streamID` waits for connection window (once).
+    /// Notes that `streamID` waits for connection window (listed once however often noted).
     public mutating func waitForWindow(_ streamID: UInt32) {
-        self.blocked.append(streamID)
+        if self.blockedSet.insert(streamID).inserted { self.blocked.append(streamID) }
     }
 
-    /// The next stream waiting for connection window, while there is some.
-    public mutating func nextWaiting() -> UInt32? {
-        guard self.sendWindow > 0, !self.blocked.isEmpty else { return nil }
-        return self.blocked.removeFirst()
+    /// The streams waiting for connection window, oldest first, once there is some; the list
+    /// is emptied: a stream that finds the window used up again waits again (`waitForWindow`).
+    public mutating func takeWaiting() -> [UInt32] {
+        guard self.sendWindow > 0, !self.blocked.isEmpty else { return [] }
+        defer {
+            self.blocked = []
+            self.blockedSet = []
+        }
+        return self.blocked
     }
 
-    public mutating func forgetWaiting() { self.blocked.removeAll() }
+    public mutating func forgetWaiting() {
+        self.blocked.removeAll()
+        self.blockedSet.removeAll()
+    }
 }
 
 /// The HEADERS frame's header block fragment: padding removed, priority fields skipped.

@@ -204,26 +204,25 @@ public enum HTTP2FrameEncoder {
     }
 }
 
-/// Cuts a byte stream into frames: accumulates what the socket delivers and returns each
-/// complete frame (its header and its payload as a slice, no copy when a frame lies within
-/// one read).
-public struct HTTP2FrameReader: Sendable {
-    /// Frames longer than this are a FRAME_SIZE_ERROR (our SETTINGS_MAX_FRAME_SIZE).
-    public var maxFrameBytes: Int
+/// Bytes received and not yet consumed, for a parser that takes whole units (frames, gRPC
+/// messages) from the front. A unit within one read is handed out as a slice of it (no copy);
+/// an unfinished one is kept, and what was consumed before it is dropped when more arrives, so
+/// the storage holds one unfinished unit plus the newest read however the sender cuts them (a
+/// peer that always ended its reads inside a unit grew the storage without end).
+public struct ReceiveBuffer: Sendable {
     private var buffer: ByteBuffer?
 
-    public init(maxFrameBytes: Int = HTTP2.defaultMaxFrameBytes) {
-        self.maxFrameBytes = maxFrameBytes
-    }
+    public init() {}
 
-    /// Bytes received and not yet returned as frames.
-    public var bufferedBytes: Int { self.buffer?.readableBytes ?? 0 }
+    /// Bytes received and not yet taken.
+    public var readableBytes: Int { self.buffer?.readableBytes ?? 0 }
+
+    /// Bytes of storage held (tests).
+    public var storageBytes: Int { self.buffer?.capacity ?? 0 }
 
     public mutating func append(_ bytes: ByteBuffer) {
         if var existing = self.buffer, existing.readableBytes > 0 {
             self.buffer = nil  // so the write below does not copy the storage
-            // Drop the frames already returned: a peer that always leaves a frame unfinished
-            // at the end of a read would otherwise grow the storage without end.
             if existing.readerIndex > 0 { existing.discardReadBytes() }
             existing.writeImmutableBuffer(bytes)
             self.buffer = existing
@@ -232,35 +231,56 @@ public struct HTTP2FrameReader: Sendable {
         }
     }
 
-    /// Bytes of storage held (tests: stays near one frame however the input is cut).
-    public var storageBytes: Int { self.buffer?.capacity ?? 0 }
+    /// An integer `offset` bytes past the first byte not yet taken, if that many arrived.
+    public func integer<T: FixedWidthInteger>(at offset: Int, as: T.Type = T.self) -> T? {
+        guard let b = self.buffer else { return nil }
+        return b.getInteger(at: b.readerIndex + offset, as: T.self)
+    }
 
-    /// Takes `count` raw bytes (the client preface) once that many arrived.
-    public mutating func readRaw(_ count: Int) -> ByteBuffer? {
+    /// Takes the first `count` bytes once that many arrived.
+    public mutating func take(_ count: Int) -> ByteBuffer? {
         guard var b = self.buffer, b.readableBytes >= count else { return nil }
         self.buffer = nil
         let out = b.readSlice(length: count)!
         if b.readableBytes > 0 { self.buffer = b }
         return out
     }
+}
+
+/// Cuts a byte stream into frames: accumulates what the socket delivers and returns each
+/// complete frame (its header and its payload as a slice, no copy when a frame lies within
+/// one read).
+public struct HTTP2FrameReader: Sendable {
+    /// Frames longer than this are a FRAME_SIZE_ERROR (our SETTINGS_MAX_FRAME_SIZE).
+    public var maxFrameBytes: Int
+    private var received = ReceiveBuffer()
+
+    public init(maxFrameBytes: Int = HTTP2.defaultMaxFrameBytes) {
+        self.maxFrameBytes = maxFrameBytes
+    }
+
+    public mutating func append(_ bytes: ByteBuffer) { self.received.append(bytes) }
+
+    /// Bytes of storage held (tests: stays near one frame however the input is cut).
+    public var storageBytes: Int { self.received.storageBytes }
+
+    /// Takes `count` raw bytes (the client preface) once that many arrived.
+    public mutating func readRaw(_ count: Int) -> ByteBuffer? { self.received.take(count) }
 
     /// The next complete frame, or nil when more bytes are needed.
     public mutating func next() throws(HTTP2ConnectionError) -> (header: HTTP2FrameHeader, payload: ByteBuffer)? {
-        guard var b = self.buffer, b.readableBytes >= HTTP2.frameHeaderBytes else { return nil }
-        let i = b.readerIndex
-        let length = Int(b.getInteger(at: i, as: UInt8.self)!) << 16 | Int(b.getInteger(at: i + 1, as: UInt16.self)!)
+        guard self.received.readableBytes >= HTTP2.frameHeaderBytes else { return nil }
+        let length = Int(self.received.integer(at: 0, as: UInt8.self)!) << 16 | Int(self.received.integer(at: 1, as: UInt16.self)!)
         if length > self.maxFrameBytes {
             throw HTTP2ConnectionError(.frameSizeError, "frame of \(length) bytes exceeds SETTINGS_MAX_FRAME_SIZE \(self.maxFrameBytes)")
         }
-        guard b.readableBytes >= HTTP2.frameHeaderBytes + length else { return nil }
+        guard var frame = self.received.take(HTTP2.frameHeaderBytes + length) else { return nil }
         let header = HTTP2FrameHeader(
-            length: length, type: b.getInteger(at: i + 3, as: UInt8.self)!, flags: b.getInteger(at: i + 4, as: UInt8.self)!,
-            streamID: b.getInteger(at: i + 5, as: UInt32.self)! & HTTP2.maxStreamID)
-        self.buffer = nil
-        b.moveReaderIndex(forwardBy: HTTP2.frameHeaderBytes)
-        let payload = b.readSlice(length: length)!
-        if b.readableBytes > 0 { self.buffer = b }
-        return (header, payload)
+            length: length, type: frame.getInteger(at: frame.readerIndex + 3, as: UInt8.self)!,
+            flags: frame.getInteger(at: frame.readerIndex + 4, as: UInt8.self)!,
+            streamID: frame.getInteger(at: frame.readerIndex + 5, as: UInt32.self)! & HTTP2.maxStreamID)
+        frame.moveReaderIndex(forwardBy: HTTP2.frameHeaderBytes)
+        return (header, frame)
     }
 }
 

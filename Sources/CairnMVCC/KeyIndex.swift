@@ -57,8 +57,6 @@ struct RevisionList: Equatable {
             if older.isEmpty { older = [] }  // gives the storage back
         }
     }
-
-    var all: [IndexedRevision] { hasNewest ? older + [newest] : [] }
 }
 
 /// The in-memory history of one user key: every revision the key table still

@@ -30,8 +30,12 @@ public enum GoUnmarshal {
 
     /// Go's error for `bytes` as a `message` (its full proto name, e.g. "etcdserverpb.PutRequest"),
     /// or nil when Go would decode it.
-    public static func error(in bytes: some Collection<UInt8>, message: String) -> String? {
-        Array(bytes).withUnsafeBufferPointer { check($0, message: message, depth: 0) }
+    public static func error(in bytes: UnsafeRawBufferPointer, message: String) -> String? {
+        check(UnsafeBufferPointer(start: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), count: bytes.count), message: message, depth: 0)
+    }
+
+    public static func error(in bytes: [UInt8], message: String) -> String? {
+        bytes.withUnsafeBytes { error(in: $0, message: message) }
     }
 
     /// Nesting deeper than this is not checked (Go's decoder recurses without a bound; ours stops).

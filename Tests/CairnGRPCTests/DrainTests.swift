@@ -87,6 +87,23 @@ final class RawClient {
         for p in held { p.succeed(ByteBuffer(string: "ok")) }
     }
 
+    /// Whether a drain's promise succeeded (read on the embedded loop).
+    final class DrainWatch {
+        var done = false
+    }
+
+    /// Asks the handler to drain; returns what it wrote (the first GOAWAY and its PING), the
+    /// PING's data, and a watch on the drain's promise.
+    func startDrain() throws -> (frames: [(header: HTTP2FrameHeader, payload: ByteBuffer)], ping: UInt64, watch: DrainWatch) {
+        let drained = channel.eventLoop.makePromise(of: Void.self)
+        let watch = DrainWatch()
+        drained.futureResult.whenSuccess { watch.done = true }
+        channel.pipeline.fireUserInboundEventTriggered(GRPCDrainRequest(promise: drained))
+        let frames = try received()
+        let ping = frames.last.flatMap { $0.payload.getInteger(at: $0.payload.readerIndex, as: UInt64.self) } ?? 0
+        return (frames, ping, watch)
+    }
+
     static func goAwayLastStream(_ f: (header: HTTP2FrameHeader, payload: ByteBuffer)) -> UInt32? {
         guard f.header.type == HTTP2.FrameType.goAway else { return nil }
         return f.payload.getInteger(at: f.payload.readerIndex, as: UInt32.self)
@@ -105,14 +122,9 @@ final class RawClient {
         try c.call(1, "before")
         _ = try c.received()
 
-        let drained = c.channel.eventLoop.makePromise(of: Void.self)
-        var done = false
-        drained.futureResult.whenSuccess { done = true }
-        c.channel.pipeline.fireUserInboundEventTriggered(GRPCDrainRequest(promise: drained))
-        let first = try c.received()
+        let (first, ping, drain) = try c.startDrain()
         #expect(first.map(\.header.type) == [HTTP2.FrameType.goAway, HTTP2.FrameType.ping], "GOAWAY, then PING")
         #expect(first.first.flatMap(RawClient.goAwayLastStream) == HTTP2.maxStreamID, "the first GOAWAY names the largest id: it refuses nothing")
-        let ping = first.last.flatMap { $0.payload.getInteger(at: $0.payload.readerIndex, as: UInt64.self) } ?? 0
 
         try c.call(3, "crossed")
         #expect(c.started == ["before", "crossed"], "a stream opened before the client read the GOAWAY is served")
@@ -121,14 +133,14 @@ final class RawClient {
         let final = try c.received()
         #expect(final.count == 1)
         #expect(final.first.flatMap(RawClient.goAwayLastStream) == 3, "the final GOAWAY names the last stream started")
-        #expect(!done, "two calls are still in flight")
+        #expect(!drain.done, "two calls are still in flight")
 
         c.answerAll()
         let replies = try c.received()
         for id: UInt32 in [1, 3] {
             #expect(replies.filter { $0.header.streamID == id }.map(\.header.type) == [HTTP2.FrameType.headers, HTTP2.FrameType.data, HTTP2.FrameType.headers])
         }
-        #expect(done, "drained once both calls were answered and their replies written")
+        #expect(drain.done, "drained once both calls were answered and their replies written")
 
         // A stream opened after the final GOAWAY (a client breaking the protocol) never runs.
         try c.call(5, "late")
@@ -144,18 +156,13 @@ final class RawClient {
     @Test func anIdleConnectionDrainsAfterThePingRoundTrip() throws {
         let c = try RawClient()
         _ = try c.received()
-        let drained = c.channel.eventLoop.makePromise(of: Void.self)
-        var done = false
-        drained.futureResult.whenSuccess { done = true }
-        c.channel.pipeline.fireUserInboundEventTriggered(GRPCDrainRequest(promise: drained))
-        let first = try c.received()
-        #expect(!done)
+        let (first, ping, drain) = try c.startDrain()
+        #expect(!drain.done)
         #expect(first.map(\.header.type) == [HTTP2.FrameType.goAway, HTTP2.FrameType.ping])
-        let ping = first.last.flatMap { $0.payload.getInteger(at: $0.payload.readerIndex, as: UInt64.self) } ?? 0
         try c.send { HTTP2FrameEncoder.writePing(ping, ack: true, into: &$0) }
         let final = try c.received()
         #expect(final.first.flatMap(RawClient.goAwayLastStream) == 0, "no stream was started")
-        #expect(done)
+        #expect(drain.done)
         _ = try c.channel.finish(acceptAlreadyClosed: true)
     }
 }
